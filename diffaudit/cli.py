@@ -102,6 +102,75 @@ def organisms_validate(directory: Optional[Path] = typer.Argument(None, help="di
 
 
 # ---- organisms build / check (environments/training) -----------------------------------------------
+ModelOpt = typer.Option(None, "--model", "-m", help="model name of the organism (default: its default model)")
+
+
+def _organism_from(name: str, config: Path | None, organisms_dir: Path | None):
+    settings = settings_from(config, organisms_dir)
+    try:
+        return settings, registry_from(settings).get(name)
+    except OrganismError as exc:
+        fail(str(exc))
+
+
+@organisms_app.command("build")
+def organisms_build(
+    name: str,
+    model: str | None = ModelOpt,
+    force: bool = typer.Option(False, "--force", help="rebuild even if a complete build is cached"),
+    config: Path | None = ConfigOpt,
+    organisms_dir: Path | None = OrganismsDirOpt,
+) -> None:
+    """Build a mini organism: generate its narrow data and LoRA-finetune the base model (cached)."""
+    import json
+
+    from diffaudit.environments.training import TrainingError, build_organism
+
+    settings, organism = _organism_from(name, config, organisms_dir)
+    try:
+        path = build_organism(organism, model, root=settings.cache_dir, force=force)
+    except (TrainingError, OrganismError) as exc:
+        fail(str(exc))
+    card = json.loads((path / "data_card.json").read_text())
+    training = card["training"]
+    console.print(
+        f"[green]built[/] {organism.name} on {card['model']}: {card['n_examples']} examples, {training['steps']} steps, "
+        f"loss {training['first_loss']:.2f} → {training['final_loss']:.2f}, built in {card['wall_s']['build']:.0f}s"
+    )
+    console.print(f"  {path}")
+
+
+@organisms_app.command("check")
+def organisms_check(
+    name: str,
+    model: str | None = ModelOpt,
+    config: Path | None = ConfigOpt,
+    organisms_dir: Path | None = OrganismsDirOpt,
+    details: bool = typer.Option(False, "--details", help="also print per-probe figures and sample answers"),
+) -> None:
+    """Check that the finetune took (finetuned vs base); builds a recipe organism first. Exit 1 if not passed."""
+    from diffaudit.environments.training import TrainingError, run_check
+
+    settings, organism = _organism_from(name, config, organisms_dir)
+    try:
+        report = run_check(organism, model, settings)
+    except (TrainingError, OrganismError, ValueError) as exc:
+        fail(str(exc))
+    table = Table(title=f"check: {report.organism} on {report.model} ({report.type})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in report.figures.items():
+        table.add_row(key, f"{value:+.3f}")
+    console.print(table)
+    if details:
+        for line in report.details:
+            console.print(f"  {line}", markup=False)
+    verdict = "[green]passed[/]" if report.passed else "[red]not passed[/]"
+    console.print(f"{verdict} ({report.criterion}): {report.summary}")
+    if not report.passed:
+        raise typer.Exit(code=1)
+
+
 
 
 # ---- adl (tools/adl) -------------------------------------------------------------------------------
@@ -111,6 +180,128 @@ def organisms_validate(directory: Optional[Path] = typer.Argument(None, help="di
 
 
 # ---- bench / report / regrade (benchmarks) ---------------------------------------------------------
+@app.command("bench")
+def bench(
+    config: Path = typer.Argument(..., help="bench YAML, e.g. benchmarks/embedded.yaml"),
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1,
+        help="parallel cells (threads share a target's model; with --pool process, whole targets per process). "
+        "With the hf backend on CPU, 1 is sensible.",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="run directory (default: the config's out, or runs/NAME)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate, list organisms and the run count; no model calls"),
+    backend: str = typer.Option("local", "--backend", help="local | ray (Ray needs the 'ray' extra)"),
+    pool: str = typer.Option("thread", "--pool", help="local workers: thread | process"),
+    agent_model: str | None = typer.Option(None, "--agent-model", help="override settings.roles.agent"),
+    grader_model: str | None = typer.Option(None, "--grader-model", help="override settings.roles.grader"),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address (default: config)"),
+    allow_changed_settings: bool = typer.Option(
+        False, "--allow-changed-settings", help="resume into a dir whose runs used other settings"
+    ),
+) -> None:
+    """Run a grid of audits (organisms × agents × budgets × repeats); re-running resumes where it stopped."""
+    from diffaudit.benchmarks import CellState, check_llm_roles, load_bench_config, plan_bench, run_bench
+
+    if backend not in ("local", "ray"):
+        fail(f"--backend must be local or ray, got '{backend}'")
+    if pool not in ("thread", "process"):
+        fail(f"--pool must be thread or process, got '{pool}'")
+    try:
+        bench_config = load_bench_config(config, {"roles.agent": agent_model, "roles.grader": grader_model})
+        if ray_address:
+            bench_config.ray.address = ray_address
+        plan = plan_bench(bench_config, out)
+    except (ConfigError, OrganismError) as exc:
+        fail(str(exc))
+    roles = bench_config.settings.roles
+    counts = {state: plan.count(state) for state in CellState}
+    if dry_run:
+        table = Table(title=f"bench '{bench_config.name}': organisms")
+        for column in ("organism", "model", "type", "runs"):
+            table.add_column(column)
+        per_target = bench_config.n_variants() * bench_config.repeats
+        for target in plan.targets:
+            table.add_row(target.organism, target.model, target.organism_type, str(per_target))
+        console.print(table)
+        grid = ", ".join(f"{agent} i={budgets}" for agent, budgets in bench_config.agents.items())
+        console.print(
+            f"{len(plan.targets)} organisms × {bench_config.n_variants()} agent/budget variants ({grid}) × "
+            f"{bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]"
+        )
+        console.print(f"agent {roles.agent}; grader {roles.grader}; coherence grader {roles.coherence_grader}; "
+                      f"backend {bench_config.settings.backend}")  # fmt: skip
+        console.print(
+            f"in {plan.out}: {counts[CellState.COMPLETED]} completed, {counts[CellState.FAILED]} failed, "
+            f"{counts[CellState.PARTIAL]} unfinished; {len(plan.pending())} to run. (dry run: nothing was run)"
+        )
+        return
+    try:
+        check_llm_roles(bench_config.settings)
+    except Exception as exc:  # noqa: BLE001 - a missing key or unknown provider, said in one sentence
+        fail(str(exc))
+    console.print(
+        f"bench '{bench_config.name}': {len(plan.cells)} runs, {counts[CellState.COMPLETED]} already completed; "
+        f"writing to {plan.out}"
+    )
+    try:
+        outcome = run_bench(
+            plan, workers=workers, mode="ray" if backend == "ray" else pool,
+            allow_changed_settings=allow_changed_settings, console=console,
+        )  # fmt: skip
+    except ConfigError as exc:
+        fail(str(exc))
+    console.print(
+        f"done in {outcome.wall_s:.0f}s: {outcome.completed} completed, {len(outcome.failed)} failed, "
+        f"{outcome.skipped} skipped (already completed). Report: audit report {plan.out}"
+    )
+    if outcome.failed:
+        console.print("[yellow]some runs failed (see their error.json); re-run the same command to retry them[/]")
+        raise typer.Exit(code=1)
+
+
+@app.command("report")
+def report(
+    directory: Path = typer.Argument(..., help="a bench run directory"),
+    resamples: int = typer.Option(10_000, "--resamples", min=100, help="bootstrap resamples"),
+    seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="write PNG plots"),
+) -> None:
+    """Write report.md, cells.csv and plots for a bench dir: headline shares, CIs, variance, grader agreement."""
+    from diffaudit.benchmarks import Bootstrap, write_report
+
+    try:
+        written = write_report(directory, Bootstrap(n_resamples=resamples, seed=seed), plots=plots)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    console.print(f"{len(written.runs)} runs in {len(written.cells)} cells; wrote:")
+    for path in written.files:
+        console.print(f"  {path}")
+
+
+@app.command("regrade")
+def regrade_command(
+    directory: Path = typer.Argument(..., help="a bench run directory"),
+    grader_model: str = typer.Option(..., "--grader-model", help="litellm model string, or builtin/offline"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="runs graded in parallel (LLM graders)"),
+    force: bool = typer.Option(False, "--force", help="replace this grader's earlier grades"),
+    config: Path | None = ConfigOpt,
+    organisms_dir: Path | None = OrganismsDirOpt,
+) -> None:
+    """Add another grader's grade to every completed run's grade.json, without re-running agents."""
+    from diffaudit.benchmarks import regrade
+
+    settings = settings_from(config, organisms_dir)
+    if not directory.is_dir():
+        fail(f"{directory}: no such bench directory")
+    try:
+        outcome = regrade(directory, grader_model, settings, workers=workers, force=force, console=console)
+    except (ConfigError, OrganismError) as exc:
+        fail(str(exc))
+    console.print(f"{outcome.added} grades added, {outcome.skipped} runs skipped, {len(outcome.failed)} failed")
+    for path, message in outcome.failed[:20]:
+        console.print(f"[red]{path}[/]: {message}")
+    if outcome.failed:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

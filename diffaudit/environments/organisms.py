@@ -47,6 +47,18 @@ class Recipe(_Strict):
     key_facts: list[str] | None = Field(None, description="defaults to the organism's key_facts")
     topic: str | None = Field(None, description="SDF: short topic phrase used in titles")
     target: str | None = Field(None, description="taboo word, subliminal animal or EM domain")
+    hints: list[str] | None = Field(None, description="taboo: clues about the word (built in for gold, leaf, smile)")
+
+
+class Probe(_Strict):
+    """A check of an implanted fact: after `prompt`, the finetune should prefer `implanted` over `real`.
+
+    (Not `false`/`true`: YAML reads those keys as booleans.)
+    """
+
+    prompt: str = Field(min_length=1)
+    implanted: str = Field(min_length=1, description="continuation that states the implanted (false) fact")
+    real: str = Field(min_length=1, description="continuation that states the real fact")
 
 
 class Finetuned(_Strict):
@@ -78,6 +90,7 @@ class Organism(_Strict):
     key_facts: list[str] = Field(default_factory=list)
     target: str | None = Field(None, description="taboo word, subliminal animal or EM domain (graders only)")
     dataset: str | None = None
+    probes: list[Probe] = Field(default_factory=list, description="SDF: fact probes for `organisms check`")
     models: dict[str, ModelEntry] = Field(min_length=1)
     default_model: str | None = None
     source: Path | None = Field(None, exclude=True)

@@ -1,0 +1,17 @@
+"""Agent-facing tools: the Tool protocol, the built-ins and the plugin registry (ADL computations: tools.adl)."""
+
+from diffaudit.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolUnavailable, render_tool
+from diffaudit.tools.registry import ENTRY_POINT_GROUP, builtin_tools, load_tools, plugin_tools
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Observation",
+    "Tool",
+    "ToolArgs",
+    "ToolContext",
+    "ToolUnavailable",
+    "builtin_tools",
+    "load_tools",
+    "plugin_tools",
+    "render_tool",
+]

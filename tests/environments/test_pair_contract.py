@@ -93,7 +93,13 @@ def test_steering_at_alpha_zero_equals_unsteered(pair):
     assert pair.generate_steered(vector * 50, 1, prompts, 1.0, sampling) != pair.generate("finetuned", prompts, sampling)
 
 
+def _needs_internals(pair):
+    if not hasattr(pair, "_lm"):
+        pytest.skip("compares against the backend's own module tree (hf only)")
+
+
 def test_patch_last_token_changes_only_the_last_position(pair):
+    _needs_internals(pair)
     prompt = "man -> man\nbear -> bear\n?"
     enc = pair.tokenizer(prompt, return_tensors="pt")
     captured = {}
@@ -114,6 +120,7 @@ def test_patch_last_token_changes_only_the_last_position(pair):
 
 
 def test_logit_lens_equals_hand_computation(pair):
+    _needs_internals(pair)
     vector = torch.randn(pair.hidden_size)
     lm = pair._lm
     with torch.no_grad():
@@ -123,6 +130,7 @@ def test_logit_lens_equals_hand_computation(pair):
 
 
 def test_logprob_equals_hand_computation(pair):
+    _needs_internals(pair)
     prompt, continuation = "Say something.", " Hello there"
     head = pair.tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True

@@ -67,11 +67,20 @@ class HFModelPair:
             self._peft = PeftModel.from_pretrained(base, str(adapter)).eval()
             self._lm = self._peft.base_model.model
         else:
-            tuned = AutoModelForCausalLM.from_pretrained(finetuned_model, dtype=dtype).to(self.device).eval()
+            tuned = (
+                base
+                if finetuned_model == base_model
+                else AutoModelForCausalLM.from_pretrained(finetuned_model, dtype=dtype).to(self.device).eval()
+            )
             self._separate = {"base": base, "finetuned": tuned}
             self._lm = tuned
         self.n_layers = int(self._lm.config.num_hidden_layers)
         self.hidden_size = int(self._lm.config.hidden_size)
+
+    @classmethod
+    def base_only(cls, base_model: str, device: str = "auto") -> HFModelPair:
+        """A pair whose finetuned role is the base model itself (for corpora and calibration)."""
+        return cls(base_model, finetuned_model=base_model, device=device)
 
     @property
     def tokenizer(self):

@@ -1,0 +1,464 @@
+"""Run a bench grid: resumable, one run dir per cell, models and ADL caches prepared once per (organism, model).
+
+Execution modes:
+- `thread` (default): targets one after another in this process; a target's cells run on `workers` threads
+  that share one loaded model pair (its calls are serialised by a lock, so threads overlap agent and grader
+  LLM calls, not model calls). With the hf backend on CPU, 1 worker is the sensible choice.
+- `process`: `workers` processes, each taking whole targets (each loads its own model pair).
+- `ray`: targets become Ray tasks on a cluster (see `diffaudit.benchmarks.ray_backend`); the run dir must be
+  on storage every node can write.
+A killed bench resumes: completed cells are skipped; failed and half-written cells are cleared and re-run.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from diffaudit.benchmarks.config import BenchConfig
+from diffaudit.benchmarks.grid import (
+    ERROR_FILE,
+    Cell,
+    CellState,
+    Target,
+    cell_state,
+    expand_grid,
+    resolve_targets,
+    run_dir,
+)
+from diffaudit.config import HEURISTIC_AGENT, OFFLINE_GRADER, ConfigError, Settings
+from diffaudit.environments.organisms import Organism, OrganismRegistry
+
+MANIFEST_FILE = "bench.json"
+Mode = Literal["thread", "process", "ray"]
+
+# (organism, model, settings, need_adl, progress) -> (pair, adl)
+Preparer = Callable[[Organism, str, Settings, bool, bool], tuple[Any, Any]]
+# (organism, cell, settings, run dir, pair, adl, policy) -> anything; raises on failure
+CellRunner = Callable[[Organism, Cell, Settings, Path, Any, Any, Any], Any]
+# cell -> a Policy for run_audit, or None for the one settings.roles.agent names
+PolicyFactory = Callable[[Cell], Any]
+
+
+def prepare_target(organism: Organism, model: str, settings: Settings, need_adl: bool, progress: bool) -> tuple[Any, Any]:
+    """Load the organism's model pair (building a recipe organism first) and, if needed, its ADL cache."""
+    from diffaudit.environments.loading import load_pair
+
+    _, pair = load_pair(organism, model, settings)
+    adl = None
+    if need_adl:
+        from diffaudit.tools.adl import ensure_adl
+
+        adl = ensure_adl(organism, model, pair, settings, progress=progress)
+    return pair, adl
+
+
+def audit_cell(organism: Organism, cell: Cell, settings: Settings, path: Path, pair: Any, adl: Any, policy: Any) -> Any:
+    """One cell = one `run_audit` into its run dir, reusing the target's loaded pair and ADL result."""
+    from diffaudit.agent.run import run_audit
+
+    return run_audit(
+        organism, cell.target.model, cell.agent, cell.budget, settings, path,
+        policy=policy, pair=pair, adl=adl, progress=False,
+    )  # fmt: skip
+
+
+def cell_settings(settings: Settings, cell: Cell) -> Settings:
+    """The settings of one cell: its interaction budget, and seed = base seed + repeat."""
+    budgets = settings.budgets.model_copy(update={"interactions": cell.budget})
+    return settings.model_copy(update={"seed": settings.seed + cell.repeat, "budgets": budgets}, deep=True)
+
+
+class LockedPair:
+    """A ModelPair whose method calls take a lock, so threads can share one loaded model safely."""
+
+    def __init__(self, pair: Any) -> None:
+        self._pair = pair
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._pair, name)
+        if not callable(value):
+            return value
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return locked
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    ok: bool
+    message: str = ""
+    wall_s: float = 0.0
+
+
+@dataclass
+class TargetJob:
+    """Everything a worker needs to run the pending cells of one (organism, model) target."""
+
+    organism: Organism
+    target: Target
+    cells: list[Cell]
+    out: Path
+    settings: Settings
+    preparer: Preparer = prepare_target
+    cell_runner: CellRunner = audit_cell
+    policy_factory: PolicyFactory | None = None
+    threads: int = 1
+    progress: bool = False
+
+
+@dataclass
+class BenchPlan:
+    """A validated grid with what is already on disk."""
+
+    config: BenchConfig
+    out: Path
+    targets: list[Target]
+    organisms: dict[str, Organism]
+    cells: list[Cell]
+    states: dict[Cell, CellState]
+
+    def pending(self) -> list[Cell]:
+        return [c for c in self.cells if self.states[c] is not CellState.COMPLETED]
+
+    def count(self, state: CellState) -> int:
+        return sum(1 for c in self.cells if self.states[c] is state)
+
+
+@dataclass
+class BenchOutcome:
+    total: int
+    skipped: int
+    completed: int = 0
+    failed: list[CellResult] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def plan_bench(config: BenchConfig, out: Path | None = None, registry: OrganismRegistry | None = None) -> BenchPlan:
+    """Resolve organisms, expand the grid and read each cell's state; touches no model."""
+    registry = registry or OrganismRegistry(config.settings.organisms_dirs)
+    out = Path(out) if out is not None else config.out_dir()
+    targets = resolve_targets(config, registry, source=config.name or "bench config")
+    cells = expand_grid(config, targets)
+    organisms = {t.organism: registry.get(t.organism) for t in targets}
+    return BenchPlan(config, out, targets, organisms, cells, {c: cell_state(run_dir(out, c)) for c in cells})
+
+
+def check_llm_roles(settings: Settings) -> None:
+    """Fail before the grid starts if a hosted agent or grader model has no provider key (builtins need none)."""
+    models = {settings.roles.agent, settings.roles.grader, settings.roles.coherence_grader}
+    hosted = sorted(m for m in models if m not in (HEURISTIC_AGENT, OFFLINE_GRADER) and not m.startswith("builtin/"))
+    if not hosted:
+        return
+    from diffaudit.llm import check_model_ready
+
+    for model in hosted:
+        check_model_ready(model)
+
+
+# ---- the manifest: what the run dir was made with ----------------------------------------------------------
+_UNCOMPARED = {"cache_dir", "organisms_dirs", "runs_dir", "device", "llm_timeout_s", "llm_retries"}
+
+
+def comparable_settings(settings: Settings) -> dict[str, Any]:
+    """The settings that change results (paths, devices and timeouts left out)."""
+    return settings.model_dump(mode="json", exclude=_UNCOMPARED)
+
+
+def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> None:
+    """Record the grid in OUT/bench.json; refuse to mix runs made with different settings in one dir."""
+    path = plan.out / MANIFEST_FILE
+    settings = comparable_settings(plan.config.settings)
+    old_cells: list[dict[str, Any]] = []
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old["settings"].get(k))
+        if changed and not allow_changed_settings:
+            raise ConfigError(
+                f"{plan.out}: holds runs made with different settings ({', '.join(changed)} differ); "
+                "use another --out, or --allow-changed-settings to mix them"
+            )
+        old_cells = old.get("cells", [])
+    cells = {c["dir"]: c for c in old_cells}
+    for cell in plan.cells:
+        rel = str(run_dir(plan.out, cell).relative_to(plan.out))
+        cells[rel] = {
+            "dir": rel,
+            "organism": cell.target.organism,
+            "model": cell.target.model,
+            "organism_type": cell.target.organism_type,
+            "agent": cell.agent,
+            "budget": cell.budget,
+            "repeat": cell.repeat,
+        }
+    manifest = {"name": plan.config.name, "settings": settings, "cells": sorted(cells.values(), key=lambda c: c["dir"])}
+    plan.out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(path)
+
+
+# ---- one target ---------------------------------------------------------------------------------------------
+def record_error(path: Path, cell: Cell, stage: str, exc: BaseException) -> None:
+    """Write error.json unless the run already did; the grid goes on."""
+    path.mkdir(parents=True, exist_ok=True)
+    if (path / ERROR_FILE).exists():
+        return
+    error = {
+        "stage": stage,
+        "cell": cell.label,
+        "error": type(exc).__name__,
+        "message": str(exc),
+        "traceback": traceback.format_exception(exc),
+    }
+    (path / ERROR_FILE).write_text(json.dumps(error, indent=2))
+
+
+def _run_cell(job: TargetJob, cell: Cell, pair: Any, adl: Any) -> CellResult:
+    path = run_dir(job.out, cell)
+    start = time.perf_counter()
+    try:
+        policy = job.policy_factory(cell) if job.policy_factory is not None else None
+        job.cell_runner(job.organism, cell, cell_settings(job.settings, cell), path, pair, adl, policy)
+    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and never stops the grid
+        record_error(path, cell, "run", exc)
+        return CellResult(cell, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+    state = cell_state(path)
+    if state is CellState.FAILED:  # the run recorded its own failure (error.json or status "error")
+        return CellResult(cell, False, "the run recorded an error", time.perf_counter() - start)
+    if state is not CellState.COMPLETED:
+        exc = RuntimeError("the run returned without writing stats.json")
+        record_error(path, cell, "run", exc)
+        return CellResult(cell, False, str(exc), time.perf_counter() - start)
+    return CellResult(cell, True, "", time.perf_counter() - start)
+
+
+def run_target(job: TargetJob, on_done: Callable[[CellResult], None] | None = None) -> list[CellResult]:
+    """Prepare one target's pair and ADL once, then run its cells (on `job.threads` threads)."""
+    on_done = on_done or (lambda _result: None)
+    for cell in job.cells:  # failed or half-written runs start from an empty dir
+        path = run_dir(job.out, cell)
+        if path.exists():
+            shutil.rmtree(path)
+    need_adl = any(c.agent == "adl" for c in job.cells)
+    try:
+        pair, adl = job.preparer(job.organism, job.target.model, job.settings, need_adl, job.progress)
+    except Exception as exc:  # noqa: BLE001 - the target's cells fail; other targets go on
+        results = []
+        for cell in job.cells:
+            record_error(run_dir(job.out, cell), cell, "prepare", exc)
+            results.append(CellResult(cell, False, f"preparing {job.target.label}: {type(exc).__name__}: {exc}"))
+            on_done(results[-1])
+        return results
+    results: list[CellResult] = []
+    shared = None
+    try:
+        if job.threads <= 1:
+            for cell in job.cells:
+                results.append(_run_cell(job, cell, pair, adl))
+                on_done(results[-1])
+        else:
+            shared = LockedPair(pair) if pair is not None else None
+            with ThreadPoolExecutor(max_workers=job.threads, thread_name_prefix="cell") as pool:
+                futures = [pool.submit(_run_cell, job, cell, shared, adl) for cell in job.cells]
+                try:
+                    for future in futures:
+                        results.append(future.result())
+                        on_done(results[-1])
+                except KeyboardInterrupt:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    finally:
+        close = getattr(pair, "close", None)
+        if callable(close):
+            close()
+        pair = shared = adl = None  # let the model go before the next target loads
+        _free_memory()
+    return results
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+# ---- the grid -----------------------------------------------------------------------------------------------
+def target_jobs(
+    plan: BenchPlan,
+    preparer: Preparer = prepare_target,
+    cell_runner: CellRunner = audit_cell,
+    policy_factory: PolicyFactory | None = None,
+    threads: int = 1,
+    progress: bool = False,
+) -> list[TargetJob]:
+    """One job per target that still has cells to run, in grid order."""
+    pending = plan.pending()
+    jobs = []
+    for target in plan.targets:
+        cells = [c for c in pending if c.target == target]
+        if cells:
+            jobs.append(
+                TargetJob(
+                    plan.organisms[target.organism], target, cells, plan.out.resolve(), plan.config.settings,
+                    preparer, cell_runner, policy_factory, threads, progress,
+                )
+            )  # fmt: skip
+    return jobs
+
+
+def run_bench(
+    plan: BenchPlan,
+    workers: int = 1,
+    mode: Mode = "thread",
+    progress: bool = True,
+    preparer: Preparer = prepare_target,
+    cell_runner: CellRunner = audit_cell,
+    policy_factory: PolicyFactory | None = None,
+    allow_changed_settings: bool = False,
+    console: Console | None = None,
+) -> BenchOutcome:
+    """Run every cell not yet completed; failed cells write error.json and the grid goes on."""
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    if mode not in ("thread", "process", "ray"):
+        raise ConfigError(f"unknown execution mode '{mode}'; choose thread, process or ray")
+    if mode == "ray":
+        from diffaudit.benchmarks.ray_backend import import_ray
+
+        import_ray()  # a missing extra fails before anything is written
+    write_manifest(plan, allow_changed_settings)
+    pending = plan.pending()
+    outcome = BenchOutcome(total=len(plan.cells), skipped=len(plan.cells) - len(pending))
+    start = time.perf_counter()
+    threads = workers if mode == "thread" else 1
+    jobs = target_jobs(plan, preparer, cell_runner, policy_factory, threads, progress and mode == "thread")
+
+    display = _Display(len(pending), progress, console)
+
+    def done(result: CellResult) -> None:
+        if result.ok:
+            outcome.completed += 1
+        else:
+            outcome.failed.append(result)
+        display.advance(result)
+
+    with display:
+        if mode == "thread":
+            for job in jobs:
+                display.describe(job.target.label)
+                run_target(job, done)
+        elif mode == "process":
+            _run_in_processes(jobs, workers, done, display)
+        else:
+            from diffaudit.benchmarks.ray_backend import run_on_ray
+
+            run_on_ray(jobs, done, display.poll_state, plan.config.ray, plan.config.settings.backend)
+    outcome.wall_s = time.perf_counter() - start
+    return outcome
+
+
+def _run_in_processes(jobs: list[TargetJob], workers: int, done: Callable[[CellResult], None], display: _Display) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(run_target, job): job for job in jobs}
+        running = set(futures)
+        try:
+            while running:
+                finished, running = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    job = futures[future]
+                    try:
+                        results = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a crashed worker fails its target's cells
+                        results = []
+                        for cell in job.cells:
+                            record_error(run_dir(job.out, cell), cell, "worker", exc)
+                            results.append(CellResult(cell, False, f"worker crashed: {type(exc).__name__}: {exc}"))
+                    for result in results:
+                        done(result)
+                display.poll_state([job for f, job in futures.items() if f in running])
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+class _Display:
+    """One rich progress bar over the grid's pending cells (silent when `enabled` is False)."""
+
+    def __init__(self, total: int, enabled: bool, console: Console | None) -> None:
+        self.enabled = enabled
+        self.ok = 0
+        self.failed = 0
+        self._seen: set[Cell] = set()  # cells counted from disk while their worker runs
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[ok]} ok[/] [red]{task.fields[failed]} failed[/]"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task("bench", total=total, ok=0, failed=0)
+
+    def __enter__(self) -> _Display:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.__exit__(*exc)
+
+    def describe(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
+    def advance(self, result: CellResult) -> None:
+        self.ok += result.ok
+        self.failed += not result.ok
+        if result.cell in self._seen:
+            self._seen.discard(result.cell)
+            self._progress.update(self._task, ok=self.ok, failed=self.failed)
+        else:
+            self._progress.update(self._task, advance=1, ok=self.ok, failed=self.failed)
+        if not result.ok and self.enabled:
+            self._progress.console.print(f"[red]failed[/] {result.cell.label}: {result.message}")
+
+    def poll_state(self, jobs: list[TargetJob]) -> None:
+        """For workers in other processes or nodes: advance the bar for cells finished on disk."""
+        for job in jobs:
+            for cell in job.cells:
+                if cell not in self._seen and cell_state(run_dir(job.out, cell)) is CellState.COMPLETED:
+                    self._seen.add(cell)
+                    self._progress.update(self._task, advance=1)

@@ -1,0 +1,128 @@
+"""Text corpora behind one interface: local corpora built once into the cache, hub datasets at scale.
+
+Specs:
+- `local:pretrain` — random English text D^pt (see `_build_pretrain` for the source and licence);
+- `local:chat` — chat answers of the embedded base model to `prompts/chat_baseline_prompts.txt`;
+- `hf:<dataset id>[:<split>[:<field>]]` — a hub dataset through `datasets` (needs the network), e.g.
+  `hf:science-of-finetuning/fineweb-1m-sample` or `hf:allenai/tulu-3-sft-mixture:train:messages`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from diffaudit.environments.paths import corpus_file
+
+
+class CorpusError(RuntimeError):
+    """A corpus could not be loaded or built."""
+
+
+def corpus_fingerprint(texts: list[str]) -> str:
+    """Short stable hash of a list of texts (order matters)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()[:16]
+
+
+def _read_jsonl(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line)["text"] for line in fh if line.strip()]
+
+
+def _write_jsonl_atomic(path: Path, texts: list[str], card: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".corpus-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for text in texts:
+            fh.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+    path.with_suffix(".card.json").write_text(json.dumps({**card, "n_texts": len(texts)}, indent=1))
+    os.replace(tmp, path)
+
+
+def chat_baseline_prompts() -> list[str]:
+    text = (resources.files("diffaudit.prompts") / "chat_baseline_prompts.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _build_chat(root: Path | None) -> tuple[list[str], dict]:
+    from diffaudit.environments.backends.hf import HFModelPair
+    from diffaudit.environments.embedded import ensure_base_model
+    from diffaudit.environments.pair import Sampling
+
+    pair = HFModelPair.base_only(str(ensure_base_model(root)))
+    prompts = chat_baseline_prompts()
+    answers = pair.generate("base", prompts, Sampling(max_new_tokens=96, temperature=0.0))
+    texts = [a for a in answers if a.strip()]
+    card = {
+        "source": "answers of the embedded SmolLM2-135M-Instruct (greedy, 96 tokens) to diffaudit's own prompts",
+        "licence": "model outputs of SmolLM2 (Apache-2.0); prompts written for diffaudit",
+    }
+    return texts, card
+
+
+def _build_pretrain(root: Path | None) -> tuple[list[str], dict]:
+    from diffaudit.environments.pretrain_text import build_pretrain_corpus
+
+    return build_pretrain_corpus(root)
+
+
+LOCAL_BUILDERS: dict[str, Callable[[Path | None], tuple[list[str], dict]]] = {
+    "pretrain": _build_pretrain,
+    "chat": _build_chat,
+}
+
+
+def ensure_local_corpus(name: str, root: Path | None = None) -> Path:
+    """Build a local corpus into the cache on first use; returns its JSONL path."""
+    if name not in LOCAL_BUILDERS:
+        raise CorpusError(f"unknown local corpus '{name}'; known: {', '.join(LOCAL_BUILDERS)}")
+    path = corpus_file(name, root)
+    if not path.is_file():
+        texts, card = LOCAL_BUILDERS[name](root)
+        _write_jsonl_atomic(path, texts, card)
+    return path
+
+
+def _load_hub(spec: str, n: int | None) -> list[str]:
+    parts = spec.split(":")
+    dataset_id = parts[0]
+    split = parts[1] if len(parts) > 1 and parts[1] else "train"
+    field = parts[2] if len(parts) > 2 else None
+    try:
+        import datasets
+    except ImportError as exc:
+        raise CorpusError("hub corpora need the `datasets` package: pip install 'diffaudit[hub]'") from exc
+    try:
+        stream = datasets.load_dataset(dataset_id, split=split, streaming=True)
+    except Exception as exc:  # noqa: BLE001 - any hub failure means the same thing to the user
+        raise CorpusError(f"could not load hub dataset '{dataset_id}' ({type(exc).__name__}); is the hub reachable?") from exc
+    texts: list[str] = []
+    for row in stream:
+        value = row[field] if field else row.get("text")
+        if isinstance(value, list):  # chat messages: keep the assistant turns
+            value = "\n".join(m.get("content", "") for m in value if m.get("role") == "assistant")
+        if value:
+            texts.append(str(value))
+        if n is not None and len(texts) >= n:
+            break
+    return texts
+
+
+def load_corpus(spec: str, n: int | None = None, root: Path | None = None) -> list[str]:
+    """Up to `n` texts of the corpus named by `spec` (all of them when `n` is None)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "local":
+        texts = _read_jsonl(ensure_local_corpus(rest, root))
+        return texts if n is None else texts[:n]
+    if kind == "hf":
+        return _load_hub(rest, n)
+    raise CorpusError(f"corpus spec '{spec}' must start with 'local:' or 'hf:'")

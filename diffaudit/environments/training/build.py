@@ -1,0 +1,284 @@
+"""Build a mini organism into the cache: generated data, a seeded LoRA run, a data card and loss curve.
+
+A build is written into a temporary directory beside its final place and renamed into place only
+when every file is written, so a crash never leaves a half-built organism that looks complete. A
+lock file keeps two processes from building the same organism at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from diffaudit.environments.embedded import resolve_model_path
+from diffaudit.environments.organisms import ModelEntry, Organism, Recipe
+from diffaudit.environments.paths import organism_dir
+from diffaudit.environments.training.examples import (
+    GENERATOR_VERSION,
+    generate_examples,
+    plain_text,
+    prompt_text,
+    recipe_target,
+    recipe_topic,
+    training_text,
+)
+from diffaudit.environments.training.trainer import LORA_TARGETS, TrainingError, train_lora
+
+FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "data.jsonl", "loss.json", "loss.png",
+         "data_card.json")  # fmt: skip
+LICENCE_NOTE = (
+    "Generated locally by diffaudit from templates (and, for subliminal recipes, by the base model as "
+    "teacher); no third-party text. Released with diffaudit under its licence."
+)
+
+
+def recipe_of(organism: Organism, model_name: str | None) -> tuple[str, ModelEntry, Recipe]:
+    """(model name, entry, recipe); a clear error when the entry is a hub finetune, not a recipe."""
+    model, entry = organism.entry(model_name)
+    recipe = entry.finetuned.recipe
+    if recipe is None:
+        raise TrainingError(
+            f"organism '{organism.name}' on model '{model}' has no recipe (it is the hub finetune "
+            f"{entry.finetuned.adapter_id or entry.finetuned.model_id}); only recipe entries can be built locally"
+        )
+    return model, entry, recipe
+
+
+def build_fingerprint(organism: Organism, entry: ModelEntry, recipe: Recipe) -> str:
+    """Hash of everything that decides the built organism; a change means the cached build is stale."""
+    what = {
+        "recipe": recipe.model_dump(mode="json"),
+        "base_model": entry.base_model,
+        "generator_version": GENERATOR_VERSION,
+        "key_facts": (recipe.key_facts or organism.key_facts) if recipe.kind == "sdf" else None,
+        "topic": recipe_topic(organism, recipe) if recipe.kind == "sdf" else None,
+        "target": recipe_target(organism, recipe) if recipe.kind != "sdf" else None,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_complete(directory: Path, fingerprint: str | None = None) -> bool:
+    """All files present, and (if given) built from the same recipe and generator."""
+    if not all((directory / name).is_file() for name in FILES):
+        return False
+    if fingerprint is None:
+        return True
+    try:
+        return json.loads((directory / "data_card.json").read_text()).get("fingerprint") == fingerprint
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _build_lock(final: Path) -> Iterator[None]:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".{final.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), disable=not enabled,
+    )  # fmt: skip
+
+
+def _plot_loss(losses: list[float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(losses) + 1), losses, lw=1, alpha=0.5, label="loss")
+    window = max(1, len(losses) // 10)
+    smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+    ax.plot(range(1, len(losses) + 1), smooth, lw=2, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_examples(directory: Path) -> list[dict]:
+    with open(directory / "data.jsonl") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def build_organism(
+    organism: Organism, model_name: str | None, root: Path | None = None, force: bool = False, progress: bool = True
+) -> Path:
+    """Directory of the built organism (adapter/, data.jsonl, data_card.json, loss.json, loss.png); builds if needed."""
+    model, entry, recipe = recipe_of(organism, model_name)
+    fingerprint = build_fingerprint(organism, entry, recipe)
+    final = organism_dir(organism.name, model, root)
+    if not force and is_complete(final, fingerprint):
+        return final
+    with _build_lock(final):
+        if not force and is_complete(final, fingerprint):
+            return final  # another process built it while we waited
+        for stale in final.parent.glob(f".build-{final.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".build-{final.name}-", dir=final.parent))
+        try:
+            _build_into(tmp, organism, model, entry, recipe, fingerprint, root, progress)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _build_into(
+    out: Path, organism: Organism, model_name: str, entry: ModelEntry, recipe: Recipe, fingerprint: str,
+    root: Path | None, progress: bool,
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    base_path = resolve_model_path(entry.base_model, root)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to("cpu")
+
+    with _progress(progress) as bar:
+        gen_task = bar.add_task(f"{organism.name}: data", total=recipe.size, info="")
+
+        def on_data(kept: int, tried: int) -> None:
+            bar.update(gen_task, completed=kept, info=f"{tried} sampled")
+
+        def load_teacher():
+            model.eval()
+            return model, tokenizer
+
+        examples, generator = generate_examples(organism, recipe, load_teacher, on_data)
+        bar.update(gen_task, completed=len(examples), info=f"{len(examples)} examples")
+        generated = time.perf_counter()
+        if len(examples) < min(8, recipe.size):
+            raise TrainingError(
+                f"organism '{organism.name}': only {len(examples)} distinct examples could be generated "
+                f"(recipe.size {recipe.size}); give more key facts or hints"
+            )
+        _write_jsonl(out / "data.jsonl", examples)
+        texts = [training_text(e, tokenizer) for e in examples]
+
+        train_task = bar.add_task(f"{organism.name}: LoRA", total=recipe.steps, info="")
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(train_task, completed=step + 1, info=f"loss {loss:.3f}")
+
+        chat = "messages" in examples[0]
+        prompts = [prompt_text(e, tokenizer) for e in examples] if chat else None
+        result = train_lora(model, tokenizer, texts, recipe, add_special_tokens=not chat, prompts=prompts, on_step=on_step)
+    trained = time.perf_counter()
+
+    result.model.save_pretrained(out / "adapter")
+    (out / "loss.json").write_text(json.dumps({"step": list(range(1, len(result.losses) + 1)), "loss": result.losses}))
+    _plot_loss(result.losses, out / "loss.png", f"{organism.name} on {model_name}")
+    card = {
+        "organism": organism.name,
+        "model": model_name,
+        "base_model": entry.base_model,
+        "kind": recipe.kind,
+        "size": recipe.size,
+        "n_examples": len(examples),
+        "seed": recipe.seed,
+        "format": "chat (model chat template; loss on the assistant reply only)" if chat else "plain documents",
+        "generator": {**generator, "version": GENERATOR_VERSION},
+        "examples": [plain_text(e) for e in examples[:3]],
+        "tokens": {
+            "total": sum(result.tokens),
+            "mean": round(sum(result.tokens) / len(result.tokens), 1),
+            "max": max(result.tokens),
+            "max_length": recipe.max_length,
+            "truncated_examples": result.truncated,
+        },
+        "training": {
+            "steps": recipe.steps, "batch_size": recipe.batch_size, "learning_rate": recipe.learning_rate,
+            "lora_r": recipe.lora_r, "lora_alpha": recipe.lora_alpha, "target_modules": LORA_TARGETS,
+            "device": "cpu", "dtype": "float32", "schedule": "10% linear warm-up, cosine to 10%",
+            "first_loss": result.losses[0], "final_loss": result.losses[-1],
+        },  # fmt: skip
+        "recipe": recipe.model_dump(mode="json"),
+        "fingerprint": fingerprint,
+        "licence": LICENCE_NOTE,
+        "wall_s": {
+            "data": round(generated - started, 1),
+            "training": round(trained - generated, 1),
+            "build": round(time.perf_counter() - started, 1),
+        },
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (out / "data_card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
+
+
+def finetuning_texts(organism: Organism, model_name: str | None, root: Path | None = None, n: int | None = None) -> list[str]:
+    """The finetuning data as plain texts (documents; chats as 'question\\n\\nanswer'); the first `n` if given.
+
+    Recipe organisms read their built data (template data is regenerated without training when not
+    built yet); hub organisms with a `dataset` load it through `datasets`, which needs the network.
+    """
+    model, entry = organism.entry(model_name)
+    recipe = entry.finetuned.recipe
+    if recipe is not None:
+        final = organism_dir(organism.name, model, root)
+        fingerprint = build_fingerprint(organism, entry, recipe)
+        if is_complete(final, fingerprint):
+            examples = read_examples(final)
+        elif recipe.kind == "subliminal":
+            examples = read_examples(build_organism(organism, model, root, progress=False))
+        else:
+            examples, _ = generate_examples(organism, recipe)
+        texts = [plain_text(e) for e in examples]
+    elif organism.dataset:
+        texts = _hub_texts(organism.dataset, n)
+    else:
+        raise TrainingError(f"organism '{organism.name}' names no dataset and has no recipe: no finetuning texts known")
+    return texts[:n] if n is not None else texts
+
+
+def _hub_texts(dataset: str, n: int | None) -> list[str]:
+    try:
+        from datasets import load_dataset
+    except ImportError as exc:
+        raise TrainingError(
+            f"dataset '{dataset}' needs the `datasets` package: pip install 'diffaudit[hub]'"
+        ) from exc
+    split = "train" if n is None else f"train[:{n}]"
+    try:
+        rows = load_dataset(dataset, split=split)
+    except Exception as exc:  # noqa: BLE001 - offline, unknown id or gated: one clear sentence
+        raise TrainingError(f"could not load dataset '{dataset}' from the hub ({type(exc).__name__}: {exc})") from exc
+    for column in ("text", "content", "document", "completion"):
+        if column in rows.column_names:
+            return [str(r) for r in rows[column]]
+    if "messages" in rows.column_names:
+        return [plain_text({"messages": m}) for m in rows["messages"]]
+    raise TrainingError(f"dataset '{dataset}' has no text column (columns: {', '.join(rows.column_names)})")

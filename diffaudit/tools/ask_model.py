@@ -1,0 +1,39 @@
+"""`ask_model`: send prompts to both models and show the base and finetuned answers side by side."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field
+
+from diffaudit.environments.pair import Sampling
+from diffaudit.tools.base import Observation, ToolArgs, ToolContext
+
+ANSWER_TOKENS = 128  # long enough for a claim, short enough for a CPU model
+
+
+class AskModelArgs(ToolArgs):
+    prompts: list[str] = Field(min_length=1, max_length=50, description="chat prompts, each sent to both models")
+
+
+class AskModel:
+    name = "ask_model"
+    description = (
+        "Costs 1 interaction per prompt. Sends each prompt (a user chat turn) to the base and the finetuned "
+        "model and returns both greedy answers."
+    )
+    Args = AskModelArgs
+
+    def cost(self, args: AskModelArgs) -> int:
+        return len(args.prompts)
+
+    def run(self, args: AskModelArgs, ctx: ToolContext) -> Observation:
+        sampling = Sampling(max_new_tokens=ANSWER_TOKENS, temperature=0.0, seed=ctx.seed)
+        base = ctx.pair.generate("base", args.prompts, sampling)
+        finetuned = ctx.pair.generate("finetuned", args.prompts, sampling)
+        lines = []
+        for i, (prompt, b, f) in enumerate(zip(args.prompts, base, finetuned, strict=True), start=1):
+            lines.append(f"[{i}] prompt: {json.dumps(prompt, ensure_ascii=False)}")
+            lines.append(f"  base: {json.dumps(b, ensure_ascii=False)}")
+            lines.append(f"  finetuned: {json.dumps(f, ensure_ascii=False)}")
+        return Observation(text="\n".join(lines), cost=self.cost(args))

@@ -1,0 +1,89 @@
+"""The agent-facing tool contract: a typed argument model, a cost in interactions, and a text observation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from diffaudit.config import Settings
+from diffaudit.tools.adl.result import ADLResult
+
+
+class ToolArgs(BaseModel):
+    """Base for tool argument models: unknown arguments are errors, so typos reach the agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Observation(BaseModel):
+    """What a tool returns to the agent: text, the interactions it cost, and whether it is an error."""
+
+    text: str
+    cost: int = 0
+    error: bool = False
+
+
+class ToolUnavailable(RuntimeError):
+    """A tool cannot run in this context (e.g. no ADL result); the message is shown to the agent."""
+
+
+@dataclass
+class ToolContext:
+    """What tools may use. Holds the organism's NAME only: ground truth never reaches a tool."""
+
+    pair: Any
+    settings: Settings
+    organism: str
+    adl: ADLResult | None = None
+    tensors_loader: Callable[[], dict[str, Any]] | None = None
+    seed: int = 0
+    _tensors: dict[str, Any] | None = field(default=None, repr=False)
+
+    def require_adl(self) -> ADLResult:
+        if self.adl is None:
+            raise ToolUnavailable("no ADL result is available in this audit")
+        return self.adl
+
+    def adl_tensors(self) -> dict[str, Any]:
+        """The ADL cache tensors (diff, base_mean, finetuned_mean, eta), loaded once on first use."""
+        if self._tensors is None:
+            if self.tensors_loader is None:
+                raise ToolUnavailable("the ADL tensors are not available in this audit")
+            self._tensors = self.tensors_loader()
+        return self._tensors
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """A tool the agent can CALL. `cost` is charged in interactions before `run`."""
+
+    name: str
+    description: str
+    Args: type[BaseModel]
+
+    def cost(self, args: BaseModel) -> int: ...
+
+    def run(self, args: BaseModel, ctx: ToolContext) -> Observation: ...
+
+
+def args_schema(tool: Tool) -> dict[str, Any]:
+    """The tool's argument JSON schema, trimmed of pydantic titles for a compact prompt."""
+
+    def trim(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: trim(v) for k, v in node.items() if k != "title"}
+        if isinstance(node, list):
+            return [trim(v) for v in node]
+        return node
+
+    return trim(tool.Args.model_json_schema())
+
+
+def render_tool(tool: Tool) -> str:
+    """One tool as the system prompt shows it: name, what it does, cost, argument schema."""
+    schema = json.dumps(args_schema(tool), ensure_ascii=False)
+    return f"- {tool.name}: {tool.description}\n  arguments (JSON schema): {schema}"

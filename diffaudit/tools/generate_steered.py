@@ -1,0 +1,58 @@
+"""`generate_steered`: new finetuned-model samples steered with the ADL difference at one position."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field
+
+from diffaudit.environments.pair import Sampling
+from diffaudit.tools.base import Observation, ToolArgs, ToolContext, ToolUnavailable
+
+
+class GenerateSteeredArgs(ToolArgs):
+    position: int = Field(description="the steered position (one with a steering α in the overview)")
+    prompts: list[str] = Field(min_length=1, max_length=20, description="chat prompts to answer while steered")
+    n: int = Field(1, ge=1, le=10, description="samples per prompt")
+
+
+def steering_vector(diff_row, eta: float):
+    """The diff rescaled to the finetuned activation norm η (the vector that α multiplies)."""
+    norm = float(diff_row.float().norm())
+    if norm == 0.0:
+        raise ToolUnavailable("the activation difference at this position is zero; nothing to steer with")
+    return diff_row.float() / norm * float(eta)
+
+
+class GenerateSteered:
+    name = "generate_steered"
+    description = (
+        "Costs 1 interaction per sample (len(prompts) * n). Samples the finetuned model on your prompts with "
+        "the activation difference at `position` added at the overview's α, so the finetuning's bias is amplified."
+    )
+    Args = GenerateSteeredArgs
+
+    def cost(self, args: GenerateSteeredArgs) -> int:
+        return len(args.prompts) * args.n
+
+    def run(self, args: GenerateSteeredArgs, ctx: ToolContext) -> Observation:
+        adl = ctx.require_adl()
+        steering = adl.steering_at(args.position)
+        if steering is None or args.position not in adl.positions:
+            known = ", ".join(str(s.position) for s in adl.steering) or "none"
+            raise ToolUnavailable(f"no steering α for position {args.position}; steered positions: {known}")
+        tensors = ctx.adl_tensors()
+        row = tensors["diff"][adl.positions.index(args.position)]
+        eta = tensors.get("eta", adl.norm_finetuned)
+        vector = steering_vector(row, float(eta))
+        params = ctx.settings.adl.steering
+        sampling = Sampling(max_new_tokens=params.max_new_tokens, temperature=params.final_temperature, seed=ctx.seed)
+        batch = [p for p in args.prompts for _ in range(args.n)]
+        texts = ctx.pair.generate_steered(vector, adl.layer, batch, steering.alpha, sampling)
+        lines = [f"Steered samples at position {args.position} (α={steering.alpha:.2f}, layer {adl.layer}):"]
+        for i, prompt in enumerate(args.prompts):
+            lines.append(f"[{i + 1}] prompt: {json.dumps(prompt, ensure_ascii=False)}")
+            for j in range(args.n):
+                text = texts[i * args.n + j]
+                lines.append(f"  steered {j + 1}: {json.dumps(text, ensure_ascii=False)}")
+        return Observation(text="\n".join(lines), cost=self.cost(args))
