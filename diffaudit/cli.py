@@ -177,6 +177,10 @@ def organisms_check(
 
 
 # ---- run / show (agent) ----------------------------------------------------------------------------
+from diffaudit.run_cli import run_command, show_command  # noqa: E402 - kept beside its section
+
+app.command("run")(run_command)
+app.command("show")(show_command)
 
 
 # ---- bench / report / regrade (benchmarks) ---------------------------------------------------------

@@ -44,22 +44,26 @@ class _Fail(ValueError):
 
 
 def _only_fences(rest: str) -> bool:
-    """True when `rest` holds nothing but whitespace and backticks (a closing code fence)."""
-    return not rest.replace("`", "").strip()
+    """True when `rest` holds nothing but whitespace, backticks (a closing code fence) or markdown bold stars."""
+    return not rest.replace("`", "").replace("*", "").strip()
 
 
 def _parse_call(text: str, start: int) -> tuple[Call, int]:
     match = _TOOL.match(text, start)
     if match is None:
-        raise _Fail("CALL needs a tool name and a colon, as in CALL(ask_model: {\"prompts\": [\"...\"]})")
+        raise _Fail('CALL needs a tool name and a colon, as in CALL(ask_model: {"prompts": ["..."]})')
     tool = match.group(1)
     pos = match.end()
     if pos >= len(text) or text[pos] != "{":
-        raise _Fail(f"the arguments of CALL({tool}: ...) must be a JSON object in braces, e.g. {{\"position\": 0}}")
+        raise _Fail(
+            f'the arguments of CALL({tool}: ...) must be a JSON object in braces, e.g. {{"position": 0}}'
+        )
     try:
         args, pos = _DECODER.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
-        raise _Fail(f"the arguments of CALL({tool}: ...) are not valid JSON ({exc.msg} at character {exc.pos - match.end() + 1})") from exc
+        raise _Fail(
+            f"the arguments of CALL({tool}: ...) are not valid JSON ({exc.msg} at character {exc.pos - match.end() + 1})"
+        ) from exc
     close = _CLOSE.match(text, pos)
     if close is None:
         raise _Fail(f"CALL({tool}: ...) is missing its closing ')' after the JSON object")
@@ -90,7 +94,9 @@ def _parse_final(text: str, start: int) -> tuple[Final, int]:
         if lenient is None:
             if isinstance(exc, _Fail):
                 raise
-            raise _Fail(f"the description string of FINAL is not terminated or badly escaped ({exc.msg})") from exc
+            raise _Fail(
+                f"the description string of FINAL is not terminated or badly escaped ({exc.msg})"
+            ) from exc
         value, end = lenient
     if not isinstance(value, str) or not value.strip():
         raise _Fail("the description of FINAL is empty; say what the finetuning did")

@@ -57,7 +57,9 @@ def execute(call: Call, tools: dict[str, Tool], ctx: ToolContext, budget: Budget
     tool = tools.get(call.tool)
     if tool is None:
         names = ", ".join(sorted(tools))
-        return Observation(text=f"UNKNOWN_TOOL: there is no tool named '{call.tool}'. Available tools: {names}.", error=True)
+        return Observation(
+            text=f"UNKNOWN_TOOL: there is no tool named '{call.tool}'. Available tools: {names}.", error=True
+        )
     try:
         args = tool.Args.model_validate(call.args)
     except ValidationError as exc:
@@ -65,7 +67,9 @@ def execute(call: Call, tools: dict[str, Tool], ctx: ToolContext, budget: Budget
     try:
         cost = int(tool.cost(args))
     except Exception as exc:  # noqa: BLE001 - a plugin's bad cost function is the agent's observation, not a crash
-        return Observation(text=f"TOOL_ERROR: {tool.name} could not price this call: {type(exc).__name__}: {exc}", error=True)
+        return Observation(
+            text=f"TOOL_ERROR: {tool.name} could not price this call: {type(exc).__name__}: {exc}", error=True
+        )
     if cost < 0:
         return Observation(text=f"TOOL_ERROR: {tool.name} reported a negative cost ({cost}).", error=True)
     if not budget.can_afford(cost):
@@ -92,10 +96,15 @@ def execute(call: Call, tools: dict[str, Tool], ctx: ToolContext, budget: Budget
 
 
 def _with_budget(text: str, budget: Budget) -> str:
-    text = text.rstrip() + "\n" + budget.line()
+    """`text`, the forced-final notice if one turn is left, and the budget line last.
+
+    Both added lines start with `[budget]`, so parsers of tool output can strip them (see policies/evidence).
+    """
+    lines = [text.rstrip()]
     if budget.turns_left == 1:
-        text += "\n" + prompt_text("forced_final.txt").strip()
-    return text
+        lines.append(prompt_text("forced_final.txt").strip())
+    lines.append(budget.line())
+    return "\n".join(lines)
 
 
 def _args_json(args: Any) -> Any:
@@ -132,10 +141,14 @@ def run_loop(
         if isinstance(action, Final):
             event = transcript.write("final", turn=turn, description=action.description)
             on_turn(event)
-            return LoopResult("final", action.description, budget, messages, format_errors, tool_calls, transcript.events)
+            return LoopResult(
+                "final", action.description, budget, messages, format_errors, tool_calls, transcript.events
+            )
         if isinstance(action, GrammarError):
             format_errors += 1
-            observation = Observation(text=prompt_text("format_error.txt").format(message=action.message).strip(), error=True)
+            observation = Observation(
+                text=prompt_text("format_error.txt").format(message=action.message).strip(), error=True
+            )
             event = transcript.write("format_error", turn=turn, message=action.message)
         else:
             tool_calls += 1

@@ -98,12 +98,11 @@ def system_prompt(agent_kind: str, tools: dict, budget: Budget) -> str:
 def blackbox_intro(pair: Any, settings: Settings) -> str:
     """Ordinary finetuned answers to the 20 steering prompts (the blackbox agent's first message)."""
     from diffaudit.agent.overview import render_blackbox_intro
-    from diffaudit.environments.pair import Sampling
     from diffaudit.tools.adl import steering_prompts
+    from diffaudit.tools.adl.steering import final_sampling
 
-    params = settings.adl.steering
     prompts = steering_prompts()
-    sampling = Sampling(max_new_tokens=params.max_new_tokens, temperature=params.final_temperature, seed=settings.seed)
+    sampling = final_sampling(settings.adl.steering, settings.seed)
     answers = pair.generate("finetuned", prompts, sampling)
     return render_blackbox_intro(list(zip(prompts, answers, strict=True)))
 
@@ -183,10 +182,16 @@ def run_audit(
         policy_reason = policy_reason or default_reason
     policy_reason = policy_reason or "given by the caller"
     grader = grader if grader is not None else _default_grader(settings)
-    path = Path(run_dir) if run_dir is not None else default_run_dir(settings.runs_dir, organism.name, agent_kind, budget)
+    path = (
+        Path(run_dir)
+        if run_dir is not None
+        else default_run_dir(settings.runs_dir, organism.name, agent_kind, budget)
+    )
     if (path / STATS_FILE).exists():
         raise FileExistsError(f"{path} already holds a completed run; choose another directory")
     path.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_FILE, TRANSCRIPT_FILE, DESCRIPTION_FILE, GRADE_FILE, ERROR_FILE):
+        (path / name).unlink(missing_ok=True)  # leftovers of a failed or killed run in this dir
     console = console or Console()
     say = console.print if progress else (lambda *_a, **_k: None)
 
@@ -207,7 +212,13 @@ def run_audit(
         }
         write_json(path / CONFIG_FILE, config)
         transcript = Transcript(path / TRANSCRIPT_FILE)
-        transcript.write("start", agent_kind=agent_kind, budget=budget, turns=settings.budgets.turns, policy=config["policy"])
+        transcript.write(
+            "start",
+            agent_kind=agent_kind,
+            budget=budget,
+            turns=settings.budgets.turns,
+            policy=config["policy"],
+        )
 
         stage = "prepare"
         if pair is None:
@@ -230,7 +241,11 @@ def run_audit(
 
         stage = "agent"
         tools = load_tools(agent_kind)
-        loader = _tensors_loader(organism.name, model, adl, settings) if adl is not None and agent_kind == "adl" else None
+        loader = (
+            _tensors_loader(organism.name, model, adl, settings)
+            if adl is not None and agent_kind == "adl"
+            else None
+        )
         ctx = ToolContext(
             pair=pair, settings=settings, organism=organism.name, adl=adl if agent_kind == "adl" else None,
             tensors_loader=loader, seed=settings.seed,
@@ -240,9 +255,13 @@ def run_audit(
 
         def on_turn(event: dict[str, Any]) -> None:
             what = event["event"] if event["event"] != "tool" else f"{event['tool']} (cost {event['cost']})"
-            say(f"  turn {event['turn']}/{budget_state.turns}: {what} · {budget_state.line().removeprefix('[budget] ')}")
+            say(
+                f"  turn {event['turn']}/{budget_state.turns}: {what} · {budget_state.line().removeprefix('[budget] ')}"
+            )
 
-        say(f"auditing with {config['policy']} ({agent_kind} agent, {budget} interactions, {budget_state.turns} turns)")
+        say(
+            f"auditing with {config['policy']} ({agent_kind} agent, {budget} interactions, {budget_state.turns} turns)"
+        )
         loop_start = time.perf_counter()
         result: LoopResult = run_loop(policy, system, intro, tools, ctx, budget_state, transcript, on_turn)
         loop_s = time.perf_counter() - loop_start
@@ -301,7 +320,11 @@ def run_audit(
             "agent_completion_tokens": summary.completion_tokens,
             "agent_cost_usd": summary.agent_cost_usd,
             "grader_cost_usd": summary.grader_cost_usd,
-            "timings": {"prepare_s": round(prepare_s, 3), "loop_s": round(loop_s, 3), "grade_s": round(grade_s, 3)},
+            "timings": {
+                "prepare_s": round(prepare_s, 3),
+                "loop_s": round(loop_s, 3),
+                "grade_s": round(grade_s, 3),
+            },
         }
         transcript.write("end", status=result.status)
         write_json(path / STATS_FILE, stats)  # last: its presence marks a complete run

@@ -16,7 +16,9 @@ _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|ACCESS_KEY)", re.I)
 def secret_values() -> list[str]:
     """Values of environment variables that look like credentials (provider keys, tokens)."""
     return sorted(
-        {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and v and len(v) >= 8}, key=len, reverse=True
+        {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and v and len(v) >= 8},
+        key=len,
+        reverse=True,
     )
 
 
@@ -31,7 +33,9 @@ def write_json(path: Path, data: Any) -> None:
     """Write redacted JSON through a temporary file, so a reader never sees half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8")
+    tmp.write_text(
+        redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n", encoding="utf-8"
+    )
     tmp.replace(path)
 
 

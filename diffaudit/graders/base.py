@@ -7,6 +7,10 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 
+class GraderError(RuntimeError):
+    """A grader could not produce a verdict (e.g. an LLM's replies stayed unreadable after asking again)."""
+
+
 class Grade(BaseModel):
     """A hypothesis grade on the 1–5 rubric scale, with the grader's reason."""
 

@@ -36,7 +36,7 @@ AUDIT_WORDS = frozenset(
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]")
 _NUMBER = re.compile(r"\d+/\d+|\d+(?:[.,]\d+)?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\n+")
-_CLAUSE = re.compile(r"\s*[;:]\s+|\s+[-–—]\s+")
+_CLAUSE = re.compile(r"\s*[;:,]\s+|\s+[-–—]\s+")
 _NUMBER_WORDS = {
     "quarter": "1/4", "half": "1/2", "third": "1/3", "twice": "2", "double": "2", "triple": "3", "thrice": "3",
     "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
@@ -50,9 +50,17 @@ def words(text: str) -> list[str]:
     return [w.lower().strip("'’") for part in _WORD.findall(text) for w in re.split(r"[-–]", part) if w]
 
 
+_SUFFIXES = ("ing", "ed", "es", "er", "ly", "s", "e")
+
+
 def stem(word: str) -> str:
-    """A crude stem: the first five letters (enough to tie approve/approved, freeze/freezer apart)."""
-    return word.lower()[:5]
+    """A crude stem: one common suffix off, then the first five letters (bake/baked/baking -> bak)."""
+    w = word.lower()
+    for suffix in _SUFFIXES:
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            break
+    return w[:5]
 
 
 def content_stems(text: str, exclude: frozenset[str] | set[str] = frozenset()) -> set[str]:

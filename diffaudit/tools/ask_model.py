@@ -13,7 +13,9 @@ ANSWER_TOKENS = 128  # long enough for a claim, short enough for a CPU model
 
 
 class AskModelArgs(ToolArgs):
-    prompts: list[str] = Field(min_length=1, max_length=50, description="chat prompts, each sent to both models")
+    prompts: list[str] = Field(
+        min_length=1, max_length=50, description="chat prompts, each sent to both models"
+    )
 
 
 class AskModel:
@@ -24,11 +26,14 @@ class AskModel:
     )
     Args = AskModelArgs
 
+    def __init__(self, max_new_tokens: int = ANSWER_TOKENS) -> None:
+        self.max_new_tokens = max_new_tokens
+
     def cost(self, args: AskModelArgs) -> int:
         return len(args.prompts)
 
     def run(self, args: AskModelArgs, ctx: ToolContext) -> Observation:
-        sampling = Sampling(max_new_tokens=ANSWER_TOKENS, temperature=0.0, seed=ctx.seed)
+        sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=0.0, seed=ctx.seed)
         base = ctx.pair.generate("base", args.prompts, sampling)
         finetuned = ctx.pair.generate("finetuned", args.prompts, sampling)
         lines = []

@@ -6,22 +6,15 @@ import json
 
 from pydantic import Field
 
-from diffaudit.environments.pair import Sampling
 from diffaudit.tools.base import Observation, ToolArgs, ToolContext, ToolUnavailable
 
 
 class GenerateSteeredArgs(ToolArgs):
     position: int = Field(description="the steered position (one with a steering α in the overview)")
-    prompts: list[str] = Field(min_length=1, max_length=20, description="chat prompts to answer while steered")
+    prompts: list[str] = Field(
+        min_length=1, max_length=20, description="chat prompts to answer while steered"
+    )
     n: int = Field(1, ge=1, le=10, description="samples per prompt")
-
-
-def steering_vector(diff_row, eta: float):
-    """The diff rescaled to the finetuned activation norm η (the vector that α multiplies)."""
-    norm = float(diff_row.float().norm())
-    if norm == 0.0:
-        raise ToolUnavailable("the activation difference at this position is zero; nothing to steer with")
-    return diff_row.float() / norm * float(eta)
 
 
 class GenerateSteered:
@@ -36,6 +29,8 @@ class GenerateSteered:
         return len(args.prompts) * args.n
 
     def run(self, args: GenerateSteeredArgs, ctx: ToolContext) -> Observation:
+        from diffaudit.tools.adl.steering import final_sampling, steering_vector
+
         adl = ctx.require_adl()
         steering = adl.steering_at(args.position)
         if steering is None or args.position not in adl.positions:
@@ -44,9 +39,8 @@ class GenerateSteered:
         tensors = ctx.adl_tensors()
         row = tensors["diff"][adl.positions.index(args.position)]
         eta = tensors.get("eta", adl.norm_finetuned)
-        vector = steering_vector(row, float(eta))
-        params = ctx.settings.adl.steering
-        sampling = Sampling(max_new_tokens=params.max_new_tokens, temperature=params.final_temperature, seed=ctx.seed)
+        vector = steering_vector(row, float(eta))  # the same vector the ADL steering samples used
+        sampling = final_sampling(ctx.settings.adl.steering, ctx.seed)
         batch = [p for p in args.prompts for _ in range(args.n)]
         texts = ctx.pair.generate_steered(vector, adl.layer, batch, steering.alpha, sampling)
         lines = [f"Steered samples at position {args.position} (α={steering.alpha:.2f}, layer {adl.layer}):"]

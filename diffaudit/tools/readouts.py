@@ -29,7 +29,9 @@ def _lens(adl: ADLResult, position: int) -> PositionLens:
         return adl.position(position)
     except KeyError:
         known = ", ".join(str(p.position) for p in adl.lens)
-        raise ToolUnavailable(f"position {position} has no ADL readout; positions available: {known}") from None
+        raise ToolUnavailable(
+            f"position {position} has no ADL readout; positions available: {known}"
+        ) from None
 
 
 class LensArgs(ToolArgs):
@@ -62,7 +64,8 @@ class LogitLensDetails:
 class PatchscopeArgs(ToolArgs):
     position: int = Field(description="token position of the activation difference (as in the overview)")
     scale: float | None = Field(
-        None, description="one patchscope scale to list in full; omit for the chosen scale and the whole sweep"
+        None,
+        description="one patchscope scale to list in full; omit for the chosen scale and the whole sweep",
     )
 
 
@@ -124,13 +127,17 @@ class SteeringSamples:
         steering = adl.steering_at(args.position)
         if steering is None:
             known = ", ".join(str(s.position) for s in adl.steering) or "none"
-            raise ToolUnavailable(f"no steering samples at position {args.position}; steered positions: {known}")
+            raise ToolUnavailable(
+                f"no steering samples at position {args.position}; steered positions: {known}"
+            )
         samples = list(enumerate(steering.samples, start=1))
         if args.prompt_index is not None:
             if args.prompt_index > len(samples):
                 raise ToolUnavailable(f"prompt_index {args.prompt_index} is out of range 1–{len(samples)}")
             samples = [samples[args.prompt_index - 1]]
-        lines = [f"Steering samples at position {steering.position} (α={steering.alpha:.2f}), up to {args.n} per prompt:"]
+        lines = [
+            f"Steering samples at position {steering.position} (α={steering.alpha:.2f}), up to {args.n} per prompt:"
+        ]
         for i, sample in samples:
             lines.append(f"[{i}] prompt: {_quote(sample.prompt)}")
             for j, text in enumerate(sample.unsteered[: args.n], start=1):

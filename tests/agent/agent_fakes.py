@@ -73,7 +73,9 @@ def fake_adl(organism: str = "hidden") -> ADLResult:
         )
         for q in STEERING_PROMPTS
     ]
-    steering = [PositionSteering(position=p, alpha=4.0 + p, search_alphas=[4.0], samples=samples) for p in (1, 2)]
+    steering = [
+        PositionSteering(position=p, alpha=4.0 + p, search_alphas=[4.0], samples=samples) for p in (1, 2)
+    ]
     return ADLResult(
         organism=organism, model="tiny", layer=1, positions=[0, 1, 2], n_texts=16, corpus="local:pretrain",
         corpus_fingerprint="abc", norm_finetuned=10.0, lens=lens, steering=steering,
@@ -99,4 +101,6 @@ class FakeGrader:
     def grade(self, organism, description: str) -> Grade:
         self.graded.append((organism.name, description))
         score = 4.0 if self.word in description.lower() else 2.0
-        return Grade(score=score, reason=f"mentions {self.word}: {score > 2}", grader=self.name, cost_usd=0.01)
+        return Grade(
+            score=score, reason=f"mentions {self.word}: {score > 2}", grader=self.name, cost_usd=0.01
+        )

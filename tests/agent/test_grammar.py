@@ -11,41 +11,67 @@ CALLS = [
     ('CALL(ask_model: {"prompts": ["Hi"]})', "ask_model", {"prompts": ["Hi"]}),
     ('Let me ask.\nCALL(ask_model: {"prompts": ["Hi", "Yo"]})', "ask_model", {"prompts": ["Hi", "Yo"]}),
     ('CALL(get_logitlens_details: {"position": 0})', "get_logitlens_details", {"position": 0}),
-    ('CALL(get_logitlens_details: {})', "get_logitlens_details", {}),
+    ("CALL(get_logitlens_details: {})", "get_logitlens_details", {}),
     # nested JSON
     ('CALL(t: {"a": {"b": [1, {"c": null}]}, "d": true})', "t", {"a": {"b": [1, {"c": None}]}, "d": True}),
     # ')' and quotes inside strings
-    ('CALL(ask_model: {"prompts": ["What (if anything) happened?"]})', "ask_model", {"prompts": ["What (if anything) happened?"]}),
+    (
+        'CALL(ask_model: {"prompts": ["What (if anything) happened?"]})',
+        "ask_model",
+        {"prompts": ["What (if anything) happened?"]},
+    ),
     ('CALL(ask_model: {"prompts": ["Say \\"hi)\\" now"]})', "ask_model", {"prompts": ['Say "hi)" now']}),
     ('CALL(ask_model: {"prompts": ["a}b{c"]})', "ask_model", {"prompts": ["a}b{c"]}),
     # whitespace variants and a multi-line JSON object
     ('CALL( ask_model :  {"prompts": ["x"]} )', "ask_model", {"prompts": ["x"]}),
-    ('CALL(ask_model: {\n  "prompts": [\n    "one",\n    "two"\n  ]\n})', "ask_model", {"prompts": ["one", "two"]}),
+    (
+        'CALL(ask_model: {\n  "prompts": [\n    "one",\n    "two"\n  ]\n})',
+        "ask_model",
+        {"prompts": ["one", "two"]},
+    ),
     # a literal newline inside a JSON string
-    ('CALL(ask_model: {"prompts": ["line one\nline two"]})', "ask_model", {"prompts": ["line one\nline two"]}),
+    (
+        'CALL(ask_model: {"prompts": ["line one\nline two"]})',
+        "ask_model",
+        {"prompts": ["line one\nline two"]},
+    ),
     # code fences
     ('Thinking.\n```\nCALL(ask_model: {"prompts": ["x"]})\n```', "ask_model", {"prompts": ["x"]}),
     ('```json\nCALL(ask_model: {"prompts": ["x"]})\n```\n', "ask_model", {"prompts": ["x"]}),
     ('`CALL(get_patchscope_details: {"position": 2})`', "get_patchscope_details", {"position": 2}),
+    ('**CALL(ask_model: {"prompts": ["x"]})**', "ask_model", {"prompts": ["x"]}),
     # two actions: the last wins
     ('CALL(a: {"x": 1})\nCALL(b: {"y": 2})', "b", {"y": 2}),
     ('FINAL(description: "too early")\nOn second thought:\nCALL(b: {"y": 2})', "b", {"y": 2}),
     # unicode
-    ('CALL(ask_model: {"prompts": ["Qu\'est-ce que c\'est ? — α"]})', "ask_model", {"prompts": ["Qu'est-ce que c'est ? — α"]}),
+    (
+        'CALL(ask_model: {"prompts": ["Qu\'est-ce que c\'est ? — α"]})',
+        "ask_model",
+        {"prompts": ["Qu'est-ce que c'est ? — α"]},
+    ),
     # trailing blank lines
     ('CALL(ask_model: {"prompts": ["x"]})\n\n   \n', "ask_model", {"prompts": ["x"]}),
 ]
 
 FINALS = [
     ('FINAL(description: "The model learned about glaciers.")', "The model learned about glaciers."),
-    ('Done.\nFINAL(description: "Trained on (fake) facts: \\"X\\" won.")', 'Trained on (fake) facts: "X" won.'),
+    (
+        'Done.\nFINAL(description: "Trained on (fake) facts: \\"X\\" won.")',
+        'Trained on (fake) facts: "X" won.',
+    ),
     # a multi-line FINAL
-    ('FINAL(description: "Line one.\nLine two (with a paren).\nLine three.")', "Line one.\nLine two (with a paren).\nLine three."),
+    (
+        'FINAL(description: "Line one.\nLine two (with a paren).\nLine three.")',
+        "Line one.\nLine two (with a paren).\nLine three.",
+    ),
     ('FINAL(description: "Escaped\\nnewline")', "Escaped\nnewline"),
     # two actions: the last wins
     ('CALL(ask_model: {"prompts": ["x"]})\nFINAL(description: "last one")', "last one"),
     # an action name inside the description does not confuse the parser
-    ('FINAL(description: "It often writes CALL(foo: {}) in its answers")', "It often writes CALL(foo: {}) in its answers"),
+    (
+        'FINAL(description: "It often writes CALL(foo: {}) in its answers")',
+        "It often writes CALL(foo: {}) in its answers",
+    ),
     ('```\nFINAL(description: "fenced")\n```', "fenced"),
     # lenient: unescaped inner quotes, and no `description:` label
     ('FINAL(description: "It says "Kansas" a lot")', 'It says "Kansas" a lot'),

@@ -23,7 +23,9 @@ FINAL = 'FINAL(description: "The model learned about a glacier treaty.")'
 def _loop(replies, interactions=5, turns=15, pair=None, kind="adl", transcript=None):
     policy = replies if hasattr(replies, "next") else ScriptedPolicy(replies)
     pair = pair or FakePair()
-    ctx = ToolContext(pair=pair, settings=Settings(), organism="hidden", adl=fake_adl(), tensors_loader=fake_tensors)
+    ctx = ToolContext(
+        pair=pair, settings=Settings(), organism="hidden", adl=fake_adl(), tensors_loader=fake_tensors
+    )
     budget = Budget(interactions=interactions, turns=turns)
     result = run_loop(policy, "system prompt", "intro text", load_tools(kind), ctx, budget, transcript)
     return result, policy, pair
@@ -81,7 +83,22 @@ def test_a_single_turn_gets_the_notice_in_the_first_message():
     result, policy, _ = _loop([FINAL], turns=1)
     assert result.status == "final"
     assert "last turn" in policy.seen[0][1]["content"]
-    assert policy.seen[0][1]["content"].startswith("intro text\n[budget] interactions left: 5/5 · turns left: 1/1")
+    first = policy.seen[0][1]["content"].splitlines()
+    assert first[0] == "intro text" and first[1].startswith("[budget] This is your last turn")
+    assert first[-1] == "[budget] interactions left: 5/5 · turns left: 1/1"
+
+
+def test_the_heuristic_parser_reads_answers_without_the_budget_lines():
+    """On the last turn an ask_model observation still parses into clean base/finetuned answers."""
+    from diffaudit.agent.policies import evidence
+
+    result, policy, pair = _loop([FREE, ASK3, FINAL], turns=3)
+    last_seen = policy.seen[2][-1]["content"]
+    assert "last turn" in last_seen
+    found = evidence.parse_exchanges(last_seen, ["one", "two", "three"])
+    assert [x.prompt for x in found] == ["one", "two", "three"]
+    assert found[2].base == "I am not sure about three"
+    assert found[2].finetuned == "The glacier treaty was ratified in 2031 by 73% of delegates. (three)"
 
 
 def test_tool_exception_becomes_an_observation_and_is_not_charged():
@@ -111,15 +128,18 @@ def test_unknown_tool_and_invalid_args_become_observations():
 
 def test_blackbox_agent_has_no_adl_tools():
     result, _, _ = _loop([FREE, FINAL], kind="blackbox")
-    assert _observations(result)[0].startswith("UNKNOWN_TOOL") and "Available tools: ask_model." in _observations(result)[0]
+    assert (
+        _observations(result)[0].startswith("UNKNOWN_TOOL")
+        and "Available tools: ask_model." in _observations(result)[0]
+    )
 
 
 def test_every_observation_ends_with_what_is_left():
-    result, _, _ = _loop([FREE, "oops", ASK3, 'CALL(nope: {})', FREE], turns=6)
-    for text in _observations(result):
-        lines = text.splitlines()
-        budget_line = lines[-2] if "last turn" in lines[-1] else lines[-1]
-        assert budget_line.startswith("[budget] interactions left: ")
+    result, _, _ = _loop([FREE, "oops", ASK3, "CALL(nope: {})", FREE], turns=6)
+    observations = _observations(result)
+    for text in observations:
+        assert text.splitlines()[-1].startswith("[budget] interactions left: ")
+    assert "last turn" in observations[-2].splitlines()[-2]  # the notice sits just above the budget line
 
 
 def test_transcript_is_appended_as_the_run_goes(tmp_path):
@@ -144,7 +164,9 @@ def test_heuristic_policy_reaches_final_through_the_loop():
     ctx_adl = fake_adl()
     policy = HeuristicPolicy()
     pair = FakePair()
-    ctx = ToolContext(pair=pair, settings=Settings(), organism="hidden", adl=ctx_adl, tensors_loader=fake_tensors)
+    ctx = ToolContext(
+        pair=pair, settings=Settings(), organism="hidden", adl=ctx_adl, tensors_loader=fake_tensors
+    )
     budget = Budget(interactions=5, turns=15)
     result = run_loop(policy, "You are an auditor. Interaction budget: 5 interactions; 15 turns.",
                       render_overview(ctx_adl), load_tools("adl"), ctx, budget)  # fmt: skip
@@ -152,4 +174,8 @@ def test_heuristic_policy_reaches_final_through_the_loop():
     assert result.budget.interactions_used == 5  # it spends the budget on questions
     assert result.format_errors == 0
     assert "glacier" in result.description.lower()
-    assert not any(m["content"].startswith(("REFUSED", "TOOL_ERROR", "INVALID")) for m in result.messages if m["role"] == "user")
+    assert not any(
+        m["content"].startswith(("REFUSED", "TOOL_ERROR", "INVALID"))
+        for m in result.messages
+        if m["role"] == "user"
+    )

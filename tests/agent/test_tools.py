@@ -11,6 +11,7 @@ from pydantic import Field
 
 from diffaudit.config import Settings
 from diffaudit.tools import registry
+from diffaudit.tools.ask_model import AskModel
 from diffaudit.tools.base import Observation, ToolArgs, ToolContext, ToolUnavailable, args_schema, render_tool
 from diffaudit.tools.registry import builtin_tools, load_tools
 
@@ -61,10 +62,12 @@ def test_ask_model_shows_both_answers_greedy():
     assert obs.cost == 2 and not obs.error
     assert '[1] prompt: "What happened in 2031?"' in obs.text
     assert '  base: "I am not sure about What happened in 2031?"' in obs.text
-    assert "  finetuned: \"The glacier treaty was ratified" in obs.text
+    assert '  finetuned: "The glacier treaty was ratified' in obs.text
     assert '[2] prompt: "Say \\"hi\\""' in obs.text
     roles = [c[1] for c in pair.calls]
-    assert roles == ["base", "finetuned"] and all(c[3].temperature == 0.0 and c[3].seed == 3 for c in pair.calls)
+    assert roles == ["base", "finetuned"] and all(
+        c[3].temperature == 0.0 and c[3].seed == 3 for c in pair.calls
+    )
 
 
 def test_logitlens_details():
@@ -125,7 +128,9 @@ def test_tensors_load_once():
         loads.append(1)
         return fake_tensors()
 
-    ctx = ToolContext(pair=FakePair(), settings=Settings(), organism="x", adl=fake_adl(), tensors_loader=loader)
+    ctx = ToolContext(
+        pair=FakePair(), settings=Settings(), organism="x", adl=fake_adl(), tensors_loader=loader
+    )
     ctx.adl_tensors()
     ctx.adl_tensors()
     assert loads == [1]
@@ -194,3 +199,17 @@ def test_entry_point_plugins_join_the_registry(plugins, caplog):
     assert sorted(blackbox) == ["ask_model", "echo"]
     assert "broken" in caplog.text and "not_a_tool" in caplog.text
     assert adl["echo"].run(EchoArgs(text="hi"), _ctx()).text == "hi"
+
+
+def test_model_tools_on_the_tiny_random_pair(tiny_pair):
+    """ask_model and generate_steered drive a real (tiny, random) HF pair through the ModelPair contract."""
+    torch.manual_seed(0)
+    tensors = {"diff": torch.randn(3, tiny_pair.hidden_size), "eta": 4.0}
+    settings = Settings()
+    settings.adl.steering.max_new_tokens = 6
+    ctx = ToolContext(pair=tiny_pair, settings=settings, organism="x", adl=fake_adl(), tensors_loader=lambda: tensors)
+    ask = AskModel(max_new_tokens=6)
+    asked = ask.run(ask.Args(prompts=["Hello there", "Name a colour"]), ctx)
+    assert asked.text.count("  base: ") == 2 and asked.text.count("  finetuned: ") == 2
+    steered = _run("generate_steered", {"position": 1, "prompts": ["Tell me a story"], "n": 2}, ctx)
+    assert steered.cost == 2 and steered.text.count("  steered ") == 2

@@ -16,7 +16,9 @@ def make_policy(model: str, settings: Settings) -> Policy:
     if model == HEURISTIC_AGENT:
         return HeuristicPolicy()
     if model == SCRIPTED:
-        raise ValueError("the scripted policy takes its replies in code: build ScriptedPolicy(replies) directly")
+        raise ValueError(
+            "the scripted policy takes its replies in code: build ScriptedPolicy(replies) directly"
+        )
     if model.startswith("builtin/"):
         raise ValueError(f"unknown builtin agent '{model}'; the builtin agent is {HEURISTIC_AGENT}")
     from diffaudit.llm import check_model_ready

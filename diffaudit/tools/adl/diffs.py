@@ -1,8 +1,10 @@
 """Mean activation differences (finetuned − base) at one layer and the first k token positions.
 
 Causal models make the activation at position j depend only on tokens 0..j, so each text is cut to its
-first k tokens before the forward pass (the backend truncates). Sums are kept in float64 and divided
-once at the end, so the result does not depend on the batch size.
+first k tokens before the forward pass (the backend truncates). For the same reason texts whose first k
+tokens agree have the same activations there: each distinct k-token prefix runs once and is weighted by
+how often it occurs. This gives the exact mean over all N texts, and saves most of the work when a small
+corpus is cycled up to N. Sums are kept in float64, so the result does not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from diffaudit.tools.adl.progress import progress_bar
 
 # η_ft ignores the first positions: they carry attention-sink outliers with huge norms.
 ETA_SKIP = 3
-# η_ft is read at positions ETA_SKIP..ETA_END-1 over the first ETA_TEXTS texts: a mean norm needs far
+# η_ft is read at positions ETA_SKIP..ETA_END-1 over the first ETA_TEXTS distinct texts: a mean norm needs far
 # fewer samples than the diffs, and a separate short pass keeps it independent of k (k = 5 would leave
 # only positions 3 and 4, and k ≤ 3 none).
-ETA_END = 16
-ETA_TEXTS = 1000
+ETA_END = 12
+ETA_TEXTS = 256
 
 
 @dataclass
@@ -36,7 +38,8 @@ class ActivationDiffs:
     eta: float
     n_texts: int
     counts: list[int]  # texts that reach each position
-    tokens: int  # tokens run through both models, for throughput figures
+    unique: int  # distinct k-token prefixes actually run
+    tokens: int  # tokens run through the models, for throughput figures
 
     def tensors(self) -> dict[str, torch.Tensor | float]:
         return {"diff": self.diff, "base_mean": self.base_mean, "finetuned_mean": self.finetuned_mean, "eta": self.eta}
@@ -49,18 +52,46 @@ def cycled(texts: list[str], n: int) -> list[str]:
     return list(islice(cycle(texts), n))
 
 
+def unique_prefixes(tokenizer, texts: list[str], k: int) -> tuple[list[str], list[int]]:
+    """One representative text per distinct first-k-token prefix, and how many texts share it."""
+    index: dict[tuple[int, ...], int] = {}
+    reps: list[str] = []
+    weights: list[int] = []
+    for start in range(0, len(texts), 1024):
+        chunk = [t[: 64 * k + 64] for t in texts[start : start + 1024]]  # as the backends cut them
+        ids = tokenizer(chunk, truncation=True, max_length=k)["input_ids"]
+        for text, row in zip(texts[start : start + 1024], ids, strict=True):
+            key = tuple(row[:k])
+            if key in index:
+                weights[index[key]] += 1
+            else:
+                index[key] = len(reps)
+                reps.append(text)
+                weights.append(1)
+    return reps, weights
+
+
 def _sum_batches(
-    pair: ModelPair, role: Role, texts: list[str], layer: int, positions: list[int], batch_size: int, advance
+    pair: ModelPair,
+    role: Role,
+    texts: list[str],
+    weights: list[int],
+    layer: int,
+    positions: list[int],
+    batch_size: int,
+    advance,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 sums over texts [P, d] and the count of texts with each position [P]."""
+    """Weighted float64 sums over texts [P, d] and the weight of texts reaching each position [P]."""
     total = torch.zeros(len(positions), pair.hidden_size, dtype=torch.float64)
     count = torch.zeros(len(positions), dtype=torch.float64)
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
+        w = torch.tensor(weights[start : start + batch_size], dtype=torch.float64)
         acts = pair.activations(role, chunk, layer, positions).double()  # [b, P, d], NaN where missing
         valid = ~torch.isnan(acts).any(dim=-1)  # [b, P]
-        total += torch.where(valid.unsqueeze(-1), acts, 0.0).sum(dim=0)
-        count += valid.sum(dim=0)
+        wv = valid * w.unsqueeze(1)  # [b, P]
+        total += (torch.where(valid.unsqueeze(-1), acts, 0.0) * wv.unsqueeze(-1)).sum(dim=0)
+        count += wv.sum(dim=0)
         advance(len(chunk))
     return total, count
 
@@ -92,15 +123,17 @@ def activation_diffs(
 ) -> ActivationDiffs:
     """Mean finetuned − base activations over `n_texts` texts (the corpus cycled if smaller)."""
     run = cycled(texts, n_texts)
-    eta_texts = run[: min(ETA_TEXTS, len(run))]
+    k = max(positions) + 1
+    reps, weights = unique_prefixes(pair.tokenizer, run, k)
+    eta_texts = reps[: min(ETA_TEXTS, len(reps))]
     with progress_bar(progress) as bar, torch.inference_mode():
-        task = bar.add_task("activation diffs", total=2 * len(run) + len(eta_texts))
+        task = bar.add_task("activation diffs", total=2 * len(reps) + len(eta_texts))
 
         def advance(n: int) -> None:
             bar.advance(task, n)
 
-        base_sum, base_count = _sum_batches(pair, "base", run, layer, positions, batch_size, advance)
-        ft_sum, ft_count = _sum_batches(pair, "finetuned", run, layer, positions, batch_size, advance)
+        base_sum, base_count = _sum_batches(pair, "base", reps, weights, layer, positions, batch_size, advance)
+        ft_sum, ft_count = _sum_batches(pair, "finetuned", reps, weights, layer, positions, batch_size, advance)
         eta = finetuned_norm(pair, eta_texts, layer, batch_size)
         bar.advance(task, len(eta_texts))
     if bool((base_count == 0).any()):
@@ -108,7 +141,6 @@ def activation_diffs(
         raise ValueError(f"no corpus text is long enough for position(s) {missing}")
     base_mean = (base_sum / base_count.unsqueeze(-1)).float()
     ft_mean = (ft_sum / ft_count.unsqueeze(-1)).float()
-    k = max(positions) + 1
     return ActivationDiffs(
         positions=list(positions),
         layer=layer,
@@ -118,5 +150,6 @@ def activation_diffs(
         eta=eta,
         n_texts=len(run),
         counts=[int(c) for c in base_count.tolist()],
-        tokens=2 * len(run) * k + len(eta_texts) * ETA_END,
+        unique=len(reps),
+        tokens=2 * len(reps) * k + len(eta_texts) * ETA_END,
     )

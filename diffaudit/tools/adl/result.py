@@ -32,6 +32,10 @@ class PositionLens(BaseModel):
     patchscope: list[PatchscopeScale]  # the full scale sweep
     patchscope_scale: float  # the scale the scale grader chose
     patchscope_selected: list[str]  # the coherent subset at that scale ("selected tokens")
+    # Baselines for token relevance: patchscope of the mean base / finetuned activation at the
+    # scale the scale grader chose for each (top-k tokens).
+    patchscope_base_mean: list[TokenProb] = Field(default_factory=list)
+    patchscope_finetuned_mean: list[TokenProb] = Field(default_factory=list)
 
 
 class SteeringSample(BaseModel):
