@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from diffaudit.config import ConfigError, Settings, load_settings
+from diffaudit.adl_cli import adl_app
 from diffaudit.environments.organisms import OrganismError, OrganismRegistry, validate_dir
 
 app = typer.Typer(help="diffaudit: auditing agents that use model diffing.", no_args_is_help=True)
 organisms_app = typer.Typer(help="The organism registry and mini-organism builder.", no_args_is_help=True)
-adl_app = typer.Typer(help="Activation Difference Lens analyses.", no_args_is_help=True)
 app.add_typer(organisms_app, name="organisms")
 app.add_typer(adl_app, name="adl")
 console = Console()

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 N_TEXTS = 2000
-MAX_NEW_TOKENS = 40
+MAX_NEW_TOKENS = 24
 CHUNK = 64
 SEED = 1234
 
@@ -107,13 +107,13 @@ def build_pretrain_corpus(root: Path | None = None, n: int = N_TEXTS, progress: 
         task = bar.add_task("corpus", total=len(asks))
         for start in range(0, len(asks), CHUNK):
             chunk = asks[start : start + CHUNK]
-            sampling = Sampling(max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, top_p=0.95, seed=SEED + start)
+            sampling = Sampling(max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, top_p=1.0, seed=SEED + start)
             texts += [clean(t) for t in pair.generate("base", chunk, sampling)]
             bar.advance(task, len(chunk))
     texts = [t for t in texts if is_english_prose(t)]
     card = {
         "source": (
-            f"written by the embedded SmolLM2-135M-Instruct (temperature 1.0, top-p 0.95, {MAX_NEW_TOKENS} tokens, "
+            f"written by the embedded SmolLM2-135M-Instruct (temperature 1.0, {MAX_NEW_TOKENS} tokens, "
             f"seed {SEED}) answering {len(GENRES)} genres x {len(TOPICS)} topics of diffaudit's own requests"
         ),
         "licence": "model outputs of SmolLM2 (Apache-2.0); requests written for diffaudit",
