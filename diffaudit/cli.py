@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from diffaudit.config import ConfigError, Settings, load_settings
 from diffaudit.adl_cli import adl_app
+from diffaudit.config import ConfigError, Settings, load_settings
 from diffaudit.environments.organisms import OrganismError, OrganismRegistry, validate_dir
 
 app = typer.Typer(help="diffaudit: auditing agents that use model diffing.", no_args_is_help=True)
@@ -25,7 +24,7 @@ def fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
-def settings_from(config: Optional[Path], organisms_dir: Optional[Path] = None, **overrides) -> Settings:
+def settings_from(config: Path | None, organisms_dir: Path | None = None, **overrides) -> Settings:
     extra = dict(overrides)
     if organisms_dir is not None:
         extra["organisms_dirs"] = [str(organisms_dir)]
@@ -48,7 +47,7 @@ OrganismsDirOpt = typer.Option(None, "--organisms-dir", help="extra directory of
 
 # ---- organisms -------------------------------------------------------------------------------------
 @organisms_app.command("list")
-def organisms_list(config: Optional[Path] = ConfigOpt, organisms_dir: Optional[Path] = OrganismsDirOpt) -> None:
+def organisms_list(config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt) -> None:
     """List every organism with its models: the paper's 33 and the embedded variants."""
     registry = registry_from(settings_from(config, organisms_dir))
     table = Table(title="organisms")
@@ -67,7 +66,7 @@ def organisms_list(config: Optional[Path] = ConfigOpt, organisms_dir: Optional[P
 
 @organisms_app.command("show")
 def organisms_show(
-    name: str, config: Optional[Path] = ConfigOpt, organisms_dir: Optional[Path] = OrganismsDirOpt
+    name: str, config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt
 ) -> None:
     """Show one organism, ground truth included (this is for humans, never for the agent)."""
     registry = registry_from(settings_from(config, organisms_dir))
@@ -86,7 +85,7 @@ def organisms_show(
 
 
 @organisms_app.command("validate")
-def organisms_validate(directory: Optional[Path] = typer.Argument(None, help="directory to validate")) -> None:
+def organisms_validate(directory: Path | None = typer.Argument(None, help="directory to validate")) -> None:
     """Validate organism YAML files (default: the built-in registry)."""
     from diffaudit.environments.organisms import builtin_dir
 

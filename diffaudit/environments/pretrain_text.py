@@ -100,17 +100,19 @@ def build_pretrain_corpus(root: Path | None = None, n: int = N_TEXTS, progress: 
     from diffaudit.environments.pair import Sampling
 
     pair = HFModelPair.base_only(str(ensure_base_model(root)))
-    asks = requests(n)
+    asks = requests(int(n * 1.25))  # spare requests replace the few answers the prose filter drops
     texts: list[str] = []
     columns = (TextColumn("writing the random-text corpus"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("corpus", total=len(asks))
+        task = bar.add_task("corpus", total=n)
         for start in range(0, len(asks), CHUNK):
-            chunk = asks[start : start + CHUNK]
+            if len(texts) >= n:
+                break
             sampling = Sampling(max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, top_p=1.0, seed=SEED + start)
-            texts += [clean(t) for t in pair.generate("base", chunk, sampling)]
-            bar.advance(task, len(chunk))
-    texts = [t for t in texts if is_english_prose(t)]
+            answers = pair.generate("base", asks[start : start + CHUNK], sampling)
+            texts += [t for t in map(clean, answers) if is_english_prose(t)]
+            bar.update(task, completed=min(len(texts), n))
+    texts = texts[:n]
     card = {
         "source": (
             f"written by the embedded SmolLM2-135M-Instruct (temperature 1.0, {MAX_NEW_TOKENS} tokens, "
