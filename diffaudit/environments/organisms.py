@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -19,7 +19,7 @@ class OrganismError(ValueError):
     """A registry problem; the message names the file, the field and the fix."""
 
 
-class OrganismType(str, Enum):
+class OrganismType(StrEnum):
     SDF = "SDF"
     EM = "EM"
     SUBLIMINAL = "Subliminal"
