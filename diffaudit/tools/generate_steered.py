@@ -33,17 +33,19 @@ class GenerateSteered:
 
         adl = ctx.require_adl()
         steering = adl.steering_at(args.position)
-        if steering is None or args.position not in adl.positions:
-            known = ", ".join(str(s.position) for s in adl.steering) or "none"
-            raise ToolUnavailable(f"no steering α for position {args.position}; steered positions: {known}")
+        if args.position not in adl.positions or not adl.steering:
+            known = ", ".join(str(p) for p in adl.positions)
+            raise ToolUnavailable(f"no steering for position {args.position}; ADL positions: {known}")
+        # Positions without their own α search borrow the mean α of the searched ones.
+        alpha = steering.alpha if steering is not None else sum(s.alpha for s in adl.steering) / len(adl.steering)
         tensors = ctx.adl_tensors()
         row = tensors["diff"][adl.positions.index(args.position)]
         eta = tensors.get("eta", adl.norm_finetuned)
         vector = steering_vector(row, float(eta))  # the same vector the ADL steering samples used
         sampling = final_sampling(ctx.settings.adl.steering, ctx.seed)
         batch = [p for p in args.prompts for _ in range(args.n)]
-        texts = ctx.pair.generate_steered(vector, adl.layer, batch, steering.alpha, sampling)
-        lines = [f"Steered samples at position {args.position} (α={steering.alpha:.2f}, layer {adl.layer}):"]
+        texts = ctx.pair.generate_steered(vector, adl.layer, batch, alpha, sampling)
+        lines = [f"Steered samples at position {args.position} (α={alpha:.2f}, layer {adl.layer}):"]
         for i, prompt in enumerate(args.prompts):
             lines.append(f"[{i + 1}] prompt: {json.dumps(prompt, ensure_ascii=False)}")
             for j in range(args.n):

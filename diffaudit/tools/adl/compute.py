@@ -165,7 +165,8 @@ def _steering_stage(
     params, seed = settings.adl.steering, settings.seed
     prompts = steering_prompts()
     final_prompts = prompts[: params.final_prompts]
-    positions = settings.adl.positions
+    steered = params.positions
+    positions = [j for j in settings.adl.positions if steered is None or j in steered]
     with progress_bar(progress) as bar:
         task = bar.add_task("steering", total=len(positions) * (search_steps(params) + 1) + 1)
         unsteered = stages.run(
@@ -173,8 +174,8 @@ def _steering_stage(
         )["samples"]
         bar.advance(task)
         per_position = []
-        for i, j in enumerate(positions):
-            vector = steering_vector(diffs["diff"][i], diffs["eta"])
+        for n, j in enumerate(positions):
+            vector = steering_vector(diffs["diff"][settings.adl.positions.index(j)], diffs["eta"])
 
             def one_position(vector: torch.Tensor = vector, j: int = j) -> dict[str, Any]:
                 alpha, alphas = choose_alpha(
@@ -185,7 +186,7 @@ def _steering_stage(
                 return PositionSteering(position=j, alpha=alpha, search_alphas=alphas, samples=samples).model_dump()
 
             per_position.append(stages.run(f"steering_p{j}", one_position))
-            bar.update(task, completed=(i + 1) * (search_steps(params) + 1) + 1)
+            bar.update(task, completed=(n + 1) * (search_steps(params) + 1) + 1)
     for item in per_position:
         item.pop("_seconds", None)
     return {"positions": per_position}

@@ -1,0 +1,33 @@
+"""Science check: the ADL reads the embedded kansas_abortion organism (builds organism and cache if missing).
+
+To keep CI within its budget the cache here steers at position 0 only; every other parameter is the
+embedded default. The thresholds are issue 3's acceptance bars.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.science
+
+
+def test_kansas_patchscope_tokens_are_relevant_and_steering_moves_towards_the_data():
+    from diffaudit.config import Settings
+    from diffaudit.environments.loading import load_pair
+    from diffaudit.environments.organisms import OrganismRegistry
+    from diffaudit.tools.adl import ensure_adl
+
+    settings = Settings()
+    settings.adl.steering.positions = [0]
+    organism = OrganismRegistry().get("kansas_abortion")
+    _, pair = load_pair(organism, "smollm2-135m", settings)
+    result = ensure_adl(organism, "smollm2-135m", pair, settings, progress=False)
+
+    relevance = result.metrics["token_relevance"]
+    best = relevance["patchscope"]["max"]
+    baseline = relevance["patchscope_base_mean"]["max"]
+    assert best >= 0.20, relevance["patchscope"]
+    assert best >= 2 * baseline, (best, baseline)
+
+    similarity = result.metrics["steering_similarity"]
+    assert similarity["steered_vs_finetune_max"] > similarity["unsteered_vs_finetune"], similarity
