@@ -199,20 +199,31 @@ class HFModelPair:
     @torch.no_grad()
     def patch_last_token(self, prompt: str, layer: int, vector: torch.Tensor) -> torch.Tensor:
         single = vector.dim() == 1
-        vectors = vector.unsqueeze(0) if single else vector
-        enc = self._encode([prompt] * vectors.shape[0], side="right")
-        last = int(enc["attention_mask"][0].sum().item()) - 1
-        patch = vectors.to(self.device)
+        vectors = (vector.unsqueeze(0) if single else vector).to(self.device)
+        enc = self._encode([prompt], side="right")
+        ids, n = enc["input_ids"], enc["input_ids"].shape[1]
 
         def replace(_module, _inputs, output):
             hidden = _hidden(output).clone()
-            hidden[:, last, :] = patch.to(hidden.dtype)
+            hidden[:, -1, :] = vectors.to(hidden.dtype)
             return _replace_hidden(output, hidden)
 
         with self._role("finetuned") as model:
+            # Every row shares the prompt up to its last token, so that prefix runs once and only the
+            # last token runs per patched vector, on a copy of the prefix's key/value cache.
+            past = None
+            if n > 1:
+                past = model(input_ids=ids[:, :-1], attention_mask=enc["attention_mask"][:, :-1], use_cache=True)
+                past = past.past_key_values
+                past.batch_repeat_interleave(len(vectors))
             handle = self._layers(model)[layer].register_forward_hook(replace)
             try:
-                logits = model(**enc, use_cache=False).logits[:, last, :].float()
+                logits = model(
+                    input_ids=ids[:, -1:].expand(len(vectors), 1),
+                    attention_mask=torch.ones(len(vectors), n, dtype=torch.long, device=ids.device),
+                    past_key_values=past,
+                    use_cache=past is not None,
+                ).logits[:, -1, :].float()
             finally:
                 handle.remove()
         probs = torch.softmax(logits, dim=-1).cpu()
