@@ -432,7 +432,8 @@ def _questions(found: _Evidence, asked: set[str]) -> list[str]:
 
 
 def _joined(sentences: list[str]) -> str:
-    return " | ".join(s.rstrip(" .") for s in sentences) + "."
+    unique = list(dict.fromkeys(s.rstrip(" .") for s in sentences))  # two answers may state one claim
+    return " | ".join(unique) + "."
 
 
 def _final_description(found: _Evidence, state: _State) -> str:
