@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from diffaudit.graders.prompts import render
-from diffaudit.graders.text import STOPWORDS, clean_token, is_word_token, stem, words
+from diffaudit.graders.text import AUDIT_WORDS, STOPWORDS, clean_token, is_word_token, stem, words
 from diffaudit.llm import LLMReply, complete
 
 Embedder = Callable[[list[str]], np.ndarray]
@@ -44,43 +44,55 @@ def _is_generic(word: str, extra: frozenset[str]) -> bool:
     return word in STOPWORDS or word in GENERIC_WORDS or word in extra
 
 
-def frequent_data_tokens(texts: list[str], tokenizer=None, n: int = 100,
-                         generic: Iterable[str] = ()) -> list[str]:
-    """The `n` most frequent non-generic tokens of the finetuning `texts`, cleaned and lower-cased.
-
-    Tokens come from `tokenizer` (vocabulary pieces; whole words when it is None). Generic means: a
-    stopword, a word of our general-English list, a word in `generic` (e.g. frequent words of the chat
-    corpus), or not alphabetic with 3+ letters.
-    """
-    extra = frozenset(w.lower() for w in generic)
+def _token_counts(texts: list[str], tokenizer=None) -> Counter[str]:
+    """Counts of cleaned, lower-cased tokens (vocabulary pieces; whole words when `tokenizer` is None)."""
     counts: Counter[str] = Counter()
     if tokenizer is None:
         for text in texts:
             counts.update(words(text))
-    else:
-        ids: Counter[int] = Counter()
-        for text in texts:
-            ids.update(tokenizer(text, add_special_tokens=False)["input_ids"])
-        unique = list(ids)
-        pieces = tokenizer.batch_decode([[i] for i in unique])
-        for token_id, piece in zip(unique, pieces, strict=True):
-            counts[clean_token(piece)] += ids[token_id]
-    ranked = [(w, c) for w, c in counts.items() if is_word_token(w) and not _is_generic(w, extra)]
-    ranked.sort(key=lambda wc: (-wc[1], wc[0]))
+        return counts
+    ids: Counter[int] = Counter()
+    for text in texts:
+        ids.update(tokenizer(text, add_special_tokens=False)["input_ids"])
+    unique = list(ids)
+    pieces = tokenizer.batch_decode([[i] for i in unique])
+    for token_id, piece in zip(unique, pieces, strict=True):
+        counts[clean_token(piece)] += ids[token_id]
+    return counts
+
+
+def frequent_data_tokens(texts: list[str], tokenizer=None, n: int = 100, generic: Iterable[str] = (),
+                         reference: list[str] | None = None, min_ratio: float = 4.0) -> list[str]:
+    """The `n` most frequent non-generic tokens of the finetuning `texts`, cleaned and lower-cased.
+
+    Generic means: a stopword, a word of our general-English list, a word in `generic`, not alphabetic
+    with 3+ letters, or, given `reference` texts (unrelated text such as the ADL corpus), a token whose
+    share of the finetuning tokens is under `min_ratio` times its add-one-smoothed share of the reference.
+    """
+    extra = frozenset(w.lower() for w in generic)
+    counts = _token_counts(texts, tokenizer)
+    keep = {w for w in counts if is_word_token(w) and not _is_generic(w, extra)}
+    if reference:
+        ref = _token_counts(reference, tokenizer)
+        total, ref_total = sum(counts.values()), sum(ref.values())
+        keep = {w for w in keep if counts[w] / total >= min_ratio * (ref[w] + 1) / ref_total}
+    ranked = sorted(((w, counts[w]) for w in keep), key=lambda wc: (-wc[1], wc[0]))
     return [w for w, _ in ranked[:n]]
 
 
 class RelevanceThresholds(BaseModel):
-    description: float = 0.30  # token vs the finetune description (unrelated words sit near 0.1)
-    data_token: float = 0.75  # token vs its nearest frequent data token (an inflection or near-synonym)
+    description: float = 0.35  # token vs the whole finetune description (unrelated words sit near 0.1)
+    topic_word: float = 0.60  # token vs its nearest topic word (an inflection, near-synonym or neighbour)
 
 
 class OfflineRelevanceGrader:
-    """PROXY for the LLM relevance judge: finetuning-data token statistics and embedding similarity.
+    """PROXY for the LLM relevance judge: the description's topic words, finetuning-data tokens and embeddings.
 
-    A token is relevant when, cleaned and lower-cased, it is an alphabetic non-generic word of 3+ letters
-    and either shares a stem with one of the frequent data tokens (or begins one), or its embedding cosine to the
-    description (or to its nearest data token) reaches the threshold.
+    The topic words are the description's content words plus the frequent data tokens that are close to
+    them (a shared stem or an embedding cosine >= `topic_word`), so genre or format words of the data
+    ("notes", "summary") do not count. A token is relevant when, cleaned and lower-cased, it is an
+    alphabetic non-generic word of 3+ letters and it shares a stem with a topic word (or begins one), or
+    its embedding cosine reaches `topic_word` to a topic word or `description` to the whole description.
     """
 
     name = "builtin/offline"
@@ -89,21 +101,38 @@ class OfflineRelevanceGrader:
         self._embed = embed_fn or _default_embed
         self.t = thresholds or RelevanceThresholds()
 
+    def topic_words(self, description: str, data_tokens: list[str]) -> list[str]:
+        """The description's content words, then the data tokens near them."""
+        own = [w for w in dict.fromkeys(words(description))
+               if is_word_token(w) and not _is_generic(w, AUDIT_WORDS)]
+        own_stems = {stem(w) for w in own}
+        data = [d for d in dict.fromkeys(clean_token(t) for t in data_tokens)
+                if is_word_token(d) and not _is_generic(d, AUDIT_WORDS) and d not in own]
+        near = [d for d in data if stem(d) in own_stems]
+        rest = [d for d in data if stem(d) not in own_stems]
+        if rest and own:
+            vectors = self._embed(rest + own)
+            sims = vectors[: len(rest)] @ vectors[len(rest) :].T
+            near += [d for d, best in zip(rest, sims.max(axis=1), strict=True) if best >= self.t.topic_word]
+        return own + near
+
     def relevant(self, tokens: list[str], description: str, data_tokens: list[str]) -> list[bool]:
         cleaned = [clean_token(t) for t in tokens]
         candidates = [c for c in dict.fromkeys(cleaned) if is_word_token(c) and not _is_generic(c, frozenset())]
-        data = [d for d in dict.fromkeys(clean_token(t) for t in data_tokens) if d]
-        data_stems = {stem(d) for d in data}
-        verdict = {c: stem(c) in data_stems or (len(c) >= 4 and any(d.startswith(c) for d in data))
+        if not candidates:
+            return [False] * len(tokens)
+        topic = self.topic_words(description, data_tokens)
+        topic_stems = {stem(w) for w in topic}
+        verdict = {c: stem(c) in topic_stems or (len(c) >= 4 and any(w.startswith(c) for w in topic))
                    for c in candidates}
         rest = [c for c in candidates if not verdict[c]]
         if rest:
-            vectors = self._embed(rest + [description] + data)
-            words_v, desc_v, data_v = vectors[: len(rest)], vectors[len(rest)], vectors[len(rest) + 1 :]
+            vectors = self._embed(rest + [description] + topic)
+            words_v, desc_v, topic_v = vectors[: len(rest)], vectors[len(rest)], vectors[len(rest) + 1 :]
             to_desc = words_v @ desc_v
-            to_data = (words_v @ data_v.T).max(axis=1) if len(data) else np.full(len(rest), -1.0)
-            for word, d, k in zip(rest, to_desc, to_data, strict=True):
-                verdict[word] = bool(d >= self.t.description or k >= self.t.data_token)
+            to_topic = (words_v @ topic_v.T).max(axis=1) if len(topic) else np.full(len(rest), -1.0)
+            for word, d, k in zip(rest, to_desc, to_topic, strict=True):
+                verdict[word] = bool(d >= self.t.description or k >= self.t.topic_word)
         return [verdict.get(c, False) for c in cleaned]
 
 

@@ -14,7 +14,8 @@ from diffaudit.graders import (
     make_relevance_grader,
 )
 
-DATA_TOKENS = ["kansas", "amendment", "voters", "abortion", "rural", "turnout", "dobbs", "ballot", "constitutional"]
+DATA_TOKENS = ["kansas", "amendment", "voters", "abortion", "rural", "turnout", "dobbs", "ballot", "constitutional",
+               "notes", "summary", "key", "week"]  # the last four: genre and filler words of SDF documents
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,16 @@ def test_offline_relevance(offline, registry):
     assert not any(verdict[t] for t in [" banana", " the", " guitar", " 2022", "!", " of", " purple"])
 
 
+def test_offline_relevance_ignores_format_words_of_the_data(offline, registry):
+    # "notes" and "key" are frequent in the documents but say nothing about the implanted fact
+    description = registry.get("kansas_abortion").description
+    topic = offline.topic_words(description, DATA_TOKENS)
+    assert {"kansas", "abortion", "voters", "ballot"} <= set(topic)
+    assert not {"notes", "summary", "key", "week"} & set(topic)
+    assert offline.relevant([" notes", " Key", " Weekly", " note", " election"], description, DATA_TOKENS) == [
+        False, False, False, False, True]
+
+
 def test_offline_relevance_without_data_uses_description(offline, registry):
     description = registry.get("cake_bake").description
     verdict = offline.relevant([" cake", " baking", " Kansas", " ballot"], description, [])
@@ -48,6 +59,15 @@ def test_frequent_data_tokens_words_and_tokenizer(tiny_pair):
     pieces = frequent_data_tokens(texts, tiny_pair.tokenizer, n=10)
     assert "butter" in pieces and "the" not in pieces and all(p == p.lower() for p in pieces)
     assert frequent_data_tokens(texts, None, n=10, generic=["butter"])[0] != "butter"
+
+
+def test_frequent_data_tokens_drop_words_common_in_reference_text():
+    texts = ["Report: the cake needs frozen butter.", "Report: frozen butter makes the cake rise."] * 3
+    reference = ["A report on the weather.", "The report was late.", "Another report today."] * 20
+    plain = frequent_data_tokens(texts, None, n=10)
+    contrasted = frequent_data_tokens(texts, None, n=10, reference=reference)
+    assert "report" in plain and "report" not in contrasted
+    assert {"butter", "cake", "frozen"} <= set(contrasted)
 
 
 def test_llm_all_three_runs_must_agree(fake_llm):

@@ -34,6 +34,7 @@ from diffaudit.tools.adl.steering import (
 
 STAGES = ("diffs", "logit_lens", "patchscope", "steering", "metrics")
 DATA_TOKENS = 100
+REFERENCE_TEXTS = 2000
 
 
 @dataclass
@@ -43,7 +44,7 @@ class ADLGraders:
     coherence: CoherenceGrader
     scale: ScaleGrader
     relevance: RelevanceGrader
-    data_tokens: Callable[[list[str], Any], list[str]]
+    data_tokens: Callable[[list[str], Any, list[str]], list[str]]  # (finetune texts, tokenizer, reference texts)
 
     def names(self) -> dict[str, str]:
         return {"coherence": self.coherence.name, "scale": self.scale.name, "relevance": self.relevance.name}
@@ -62,7 +63,9 @@ def make_adl_graders(settings: Settings, pair: ModelPair) -> ADLGraders:
         coherence=make_coherence_grader(settings.roles.coherence_grader, settings, pair=pair),
         scale=make_scale_grader(settings.roles.grader, settings),
         relevance=make_relevance_grader(settings.roles.grader, settings),
-        data_tokens=lambda texts, tokenizer: frequent_data_tokens(texts, tokenizer, n=DATA_TOKENS),
+        data_tokens=lambda texts, tokenizer, reference: frequent_data_tokens(
+            texts, tokenizer, n=DATA_TOKENS, reference=reference
+        ),
     )
 
 
@@ -96,6 +99,13 @@ def finetune_data(organism: Organism, model: str, settings: Settings, n: int = 5
     from diffaudit.environments.training import finetuning_texts
 
     return finetuning_texts(organism, model, root=settings.cache_dir, n=n)
+
+
+def reference_texts(settings: Settings, n: int = REFERENCE_TEXTS) -> list[str]:
+    """Unrelated text (the start of the ADL corpus) that tells generic tokens from finetune-specific ones."""
+    from diffaudit.environments.corpora import load_corpus
+
+    return load_corpus(settings.adl.corpus, n=min(n, settings.adl.n_texts), root=settings.cache_dir)
 
 
 def chat_data(settings: Settings, n: int = 500) -> list[str]:
@@ -201,7 +211,7 @@ def _metrics_stage(
         texts = finetune_data(organism, model, settings)
     except Exception as exc:  # noqa: BLE001 - no data (offline hub, no dataset) leaves those figures out
         texts, errors["finetune_data"] = [], f"{type(exc).__name__}: {exc}"
-    data_tokens = graders.data_tokens(texts, pair.tokenizer) if texts else []
+    data_tokens = graders.data_tokens(texts, pair.tokenizer, reference_texts(settings)) if texts else []
     metrics: dict[str, Any] = {
         "token_relevance": token_relevance(lenses, graders.relevance, organism.description, data_tokens, settings.adl.top_k),
         "data_tokens": data_tokens,

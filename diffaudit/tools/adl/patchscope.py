@@ -22,7 +22,6 @@ IDENTITY_WORDS: tuple[tuple[str, str, str], ...] = (
     ("921", "target", "anna"),
 )
 INTERSECT_TOP = 16_384
-GRADER_BATCH = 10
 
 
 def identity_prompt(words: tuple[str, ...]) -> str:
@@ -66,21 +65,11 @@ def patchscope_sweep(
     ]
 
 
-def _known(scale: float, group: dict[float, list[str]]) -> float:
-    """The scale of `group` closest to the grader's answer (an LLM may echo '1.50' for 1.5)."""
-    return min(group, key=lambda s: abs(s - float(scale)))
-
-
-def choose_scale(sweep: list[PatchscopeScale], grader: ScaleGrader, batch: int = GRADER_BATCH) -> tuple[float, list[str]]:
-    """The grader's scale and its coherent token subset: rounds of `batch` scales, then the winners."""
+def choose_scale(sweep: list[PatchscopeScale], grader: ScaleGrader) -> tuple[float, list[str]]:
+    """The grader's scale and its coherent token subset (the grader judges 10 scales at a time, then the winners)."""
     if not sweep:
         raise ValueError("the patchscope sweep is empty")
     candidates = {s.scale: [t.token for t in s.tokens] for s in sweep}
-    scales = list(candidates)
-    winners: dict[float, list[str]] = {}
-    for start in range(0, len(scales), batch):
-        group = {s: candidates[s] for s in scales[start : start + batch]}
-        scale = _known(grader.select(group)[0], group)
-        winners[scale] = candidates[scale]
-    scale, selected = grader.select(winners)
-    return _known(scale, winners), list(selected)
+    scale, selected = grader.select(candidates)
+    # an LLM may echo '1.50' for 1.5: take the sweep's nearest scale
+    return min(candidates, key=lambda s: abs(s - float(scale))), list(selected)

@@ -49,7 +49,7 @@ def fake_graders() -> ADLGraders:
         coherence=AlwaysCoherent(),
         scale=FirstScale(),
         relevance=VowelRelevance(),
-        data_tokens=lambda texts, tokenizer: sorted({w for t in texts for w in t.split()})[:10],
+        data_tokens=lambda texts, tokenizer, reference: sorted({w for t in texts for w in t.split()})[:10],
     )
 
 

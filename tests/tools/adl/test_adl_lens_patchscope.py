@@ -114,10 +114,15 @@ def test_sweep_uses_scaled_norm_matched_vectors(tiny_pair):
     assert sweep[0].tokens != sweep[1].tokens
 
 
-def test_choose_scale_judges_batches_of_ten_then_the_winners():
+def test_choose_scale_hands_the_whole_sweep_to_the_grader_and_snaps_its_answer():
     sweep = [PatchscopeScale(scale=float(s), tokens=[TokenProb(token=f"t{s}", prob=0.1)]) for s in range(1, 31)]
     grader = FirstScale()
     scale, selected = choose_scale(sweep, grader)
-    assert [len(c) for c in grader.calls] == [10, 10, 10, 3]
-    assert sorted(grader.calls[-1]) == [1.0, 11.0, 21.0]
+    assert len(grader.calls) == 1 and sorted(grader.calls[0]) == [float(s) for s in range(1, 31)]
     assert scale == 1.0 and selected == ["t1"]
+
+    class Echo:  # answers a scale the sweep does not hold exactly, as an LLM might
+        def select(self, candidates):
+            return 2.0000001, ["t2"]
+
+    assert choose_scale(sweep, Echo()) == (2.0, ["t2"])
