@@ -100,9 +100,16 @@ class OfflineRelevanceGrader:
     def __init__(self, embed_fn: Embedder | None = None, thresholds: RelevanceThresholds | None = None) -> None:
         self._embed = embed_fn or _default_embed
         self.t = thresholds or RelevanceThresholds()
+        self._topics: dict[tuple[str, tuple[str, ...]], list[str]] = {}  # one organism is graded many times
 
     def topic_words(self, description: str, data_tokens: list[str]) -> list[str]:
         """The description's content words, then the data tokens near them."""
+        key = (description, tuple(data_tokens))
+        if key not in self._topics:
+            self._topics[key] = self._topic_words(description, data_tokens)
+        return self._topics[key]
+
+    def _topic_words(self, description: str, data_tokens: list[str]) -> list[str]:
         own = [w for w in dict.fromkeys(words(description))
                if is_word_token(w) and not _is_generic(w, AUDIT_WORDS)]
         own_stems = {stem(w) for w in own}

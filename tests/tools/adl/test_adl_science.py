@@ -31,8 +31,8 @@ def test_kansas_steering_moves_towards_the_finetuning_data(kansas_adl):
 
 
 @pytest.mark.xfail(
-    reason="known gap (issue 3): on the embedded kansas organism the offline judge gives patchscope 15% "
-    "at the best position against 45% for the base-mean baseline; see the issue note",
+    reason="known gap (issue 3): on the embedded kansas organism the offline judge gives patchscope 10% "
+    "at the best position (twice the base-mean baseline's 5%, but under the 20% bar); see the issue note",
     strict=False,
 )
 def test_kansas_patchscope_tokens_are_relevant(kansas_adl):
