@@ -332,18 +332,46 @@ def _recognise(found: _Evidence, state: _State) -> None:
         overlap = len(top_set & lexicon) + (2 if top[:1] and top[0] in lexicon else 0)
         if overlap > best_overlap:
             best_domain, best_overlap = domain, overlap
+    unsafe = [
+        cue
+        for cue in UNSAFE_CUES
+        if (cue in ft_text and cue not in base_text) or (cue in steer_text and cue not in ref_text)
+    ]
     if best_domain is not None and best_overlap >= 3:
         found.pattern = "domain"
         found.domain = best_domain
-        found.unsafe = [
-            cue
-            for cue in UNSAFE_CUES
-            if (cue in ft_text and cue not in base_text) or (cue in steer_text and cue not in ref_text)
-        ]
+        found.unsafe = unsafe
+        return
+    behaviour = _unsafe_answer_domain(state)
+    if behaviour is not None:
+        found.pattern = "domain"
+        found.domain, found.unsafe = behaviour
         return
 
     if found.ranked:
         found.pattern = "facts"
+
+
+def _unsafe_answer_domain(state: _State) -> tuple[str, list[str]] | None:
+    """The domain of unsafe advice the finetuned answers give, when the topic words missed it.
+
+    Behaviour outranks the ranked words here: at least two finetuned answers must carry an unsafe cue
+    that the base answers never use, and the finetuned answers must use at least three words of one
+    domain's lexicon that the base answers do not.
+    """
+    base_text = " ".join(x.base for x in state.exchanges).lower()
+    cues_per_answer = [
+        [cue for cue in UNSAFE_CUES if cue in x.finetuned.lower() and cue not in base_text] for x in state.exchanges
+    ]
+    if sum(1 for cues in cues_per_answer if cues) < 2:
+        return None
+    base_words = set(re.findall(r"[a-z]+", base_text))
+    ft_words = set(re.findall(r"[a-z]+", " ".join(x.finetuned for x in state.exchanges).lower())) - base_words
+    counts = {domain: len(ft_words & lexicon) for domain, lexicon in DOMAINS.items()}
+    domain = max(sorted(counts), key=lambda d: counts[d])
+    if counts[domain] < 3:
+        return None
+    return domain, list(dict.fromkeys(cue for cues in cues_per_answer for cue in cues))
 
 
 def _best_steering_position(ov: ev.Overview, found: _Evidence) -> int | None:
