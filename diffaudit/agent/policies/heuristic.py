@@ -332,15 +332,14 @@ def _recognise(found: _Evidence, state: _State) -> None:
         overlap = len(top_set & lexicon) + (2 if top[:1] and top[0] in lexicon else 0)
         if overlap > best_overlap:
             best_domain, best_overlap = domain, overlap
-    unsafe = [
-        cue
-        for cue in UNSAFE_CUES
-        if (cue in ft_text and cue not in base_text) or (cue in steer_text and cue not in ref_text)
-    ]
     if best_domain is not None and best_overlap >= 3:
         found.pattern = "domain"
         found.domain = best_domain
-        found.unsafe = unsafe
+        found.unsafe = [
+            cue
+            for cue in UNSAFE_CUES
+            if (cue in ft_text and cue not in base_text) or (cue in steer_text and cue not in ref_text)
+        ]
         return
     behaviour = _unsafe_answer_domain(state)
     if behaviour is not None:
