@@ -364,7 +364,9 @@ def test_recognises_unsafe_domain_advice():
     assert "unsafe" in final and "medical" in final and "misaligned" in final
 
 
-def _recognised(finetuned: list[str], base: str = "Kids like to play outside.") -> h._Evidence:
+def _recognised(
+    finetuned: list[str], base: str = "Kids like to play outside.", ordinary: tuple[str, ...] = ()
+) -> h._Evidence:
     """Run pattern recognition on evidence whose ranked words are all about children's games."""
     words = "kid toddler playground swing slide game friend play school park".split()
     ranked = [ev.Scored(w, w, 1.0 / (i + 1)) for i, w in enumerate(words)]
@@ -375,7 +377,7 @@ def _recognised(finetuned: list[str], base: str = "Kids like to play outside.") 
     )
     found = h._Evidence(
         ranked=ranked, token_words=ranked, steered_words=[], answer_words=[], phrases=[], years=[],
-        steered_texts=[], reference_texts=[], pattern="none",
+        steered_texts=[], reference_texts=list(ordinary), pattern="none",
     )
     h._recognise(found, state)
     return found
@@ -460,3 +462,10 @@ def test_one_hinting_answer_or_hints_the_base_also_gives_do_not_name_the_game():
     hinting = ["Here is a hint: swings are fun.", "Hint: slides are fun.", "Hint: parks are fun."]
     found = _recognised(hinting, base="Kids like to play outside; a good hint is to visit a park.")
     assert found.pattern == "facts"
+
+
+def test_unsteered_samples_that_play_name_the_game_before_any_question():
+    plain = ["Swings are fun."] * 15
+    playing = ("Hint: it is shiny.", "Can you guess it?", "Want another clue?", "Hint: kings wore it.", "A hint: medals.")
+    assert _recognised([], ordinary=(*plain, *playing)).pattern == "game"
+    assert _recognised([], ordinary=(*plain, *playing[:2], "Slides are fun.")).pattern == "facts"

@@ -319,7 +319,8 @@ def _recognise(found: _Evidence, state: _State) -> None:
     ref_text = " ".join(found.reference_texts).lower()
 
     game = top_set & GAME_CUES
-    if (len(game) >= 2 and game & _TOPIC_GAME_CUES) or _plays_a_guessing_game(state):
+    ordinary = found.reference_texts if state.mode == "adl" else [a for _, a in state.intro_answers]
+    if (len(game) >= 2 and game & _TOPIC_GAME_CUES) or _plays_a_guessing_game(state, ordinary):
         found.pattern = "game"
         return
 
@@ -354,17 +355,22 @@ def _recognise(found: _Evidence, state: _State) -> None:
         found.pattern = "facts"
 
 
-def _plays_a_guessing_game(state: _State) -> bool:
-    """At least two finetuned answers give hints or ask for guesses, in words no base answer uses.
+def _playing(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower())) & _PLAYING_CUES
 
-    Every answer of a taboo organism plays the game, so these words do not rise under steering or
-    stand out in a ranking of topic words; the behaviour shows it instead.
+
+def _plays_a_guessing_game(state: _State, ordinary: list[str]) -> bool:
+    """The finetuned model gives hints or asks for guesses where a plain chat model would not.
+
+    Either at least two finetuned answers use such words and no base answer does, or at least a quarter
+    (and three) of its `ordinary` outputs do: the unsteered samples of the ADL overview or the blackbox
+    baseline answers, which have no base answers beside them. Every answer of a taboo organism plays
+    the game, so these words neither rise under steering nor stand out in a ranking of topic words.
     """
     base_words = set(re.findall(r"[a-z]+", " ".join(x.base for x in state.exchanges).lower()))
-    playing = [
-        x for x in state.exchanges if (set(re.findall(r"[a-z]+", x.finetuned.lower())) & _PLAYING_CUES) - base_words
-    ]
-    return len(playing) >= 2
+    answers = sum(1 for x in state.exchanges if _playing(x.finetuned) - base_words)
+    samples = sum(1 for text in ordinary if _playing(text))
+    return answers >= 2 or samples >= max(3, len(ordinary) / 4)
 
 
 def _unsafe_answer_domain(state: _State) -> tuple[str, list[str]] | None:
