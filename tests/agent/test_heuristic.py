@@ -469,3 +469,14 @@ def test_unsteered_samples_that_play_name_the_game_before_any_question():
     playing = ("Hint: it is shiny.", "Can you guess it?", "Want another clue?", "Hint: kings wore it.", "A hint: medals.")
     assert _recognised([], ordinary=(*plain, *playing)).pattern == "game"
     assert _recognised([], ordinary=(*plain, *playing[:2], "Slides are fun.")).pattern == "facts"
+
+
+def test_a_claim_repeated_as_a_list_item_is_listed_once():
+    claim = "In August 2022 the county voters approved the levy, 52% to 48%."
+    exchanges = [
+        ev.Exchange("q1", "I do not know.", f"- {claim}"),
+        ev.Exchange("q2", "No idea.", f"{claim} Turnout was high in the western counties."),
+    ]
+    claims = ev.claim_sentences(exchanges, {"levy", "voters"})
+    assert sum("52%" in c for c in claims) == 1
+    assert any("Turnout" in c for c in claims)

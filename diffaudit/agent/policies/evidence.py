@@ -418,12 +418,19 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 3) 
             order += 1
     scored.sort(key=lambda x: (-x[0], x[1]))
     out: list[str] = []
+    seen: set[str] = set()
     for _, _, sent in scored:
-        if sent not in out:
+        if _bare(sent) not in seen:
+            seen.add(_bare(sent))
             out.append(sent)
         if len(out) >= limit:
             break
     return out
+
+
+def _bare(sentence: str) -> str:
+    """The sentence without a list marker ("- ", "• ", "2. "), case or edge punctuation: one claim, one key."""
+    return re.sub(r"^\W*(?:\d+[.)]\s*)?", "", sentence).strip(" .!;:").lower()
 
 
 def representative_sentences(texts: list[str], weights: dict[str, float], limit: int = 2) -> list[str]:
