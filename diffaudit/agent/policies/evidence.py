@@ -420,8 +420,9 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 3) 
     out: list[str] = []
     seen: set[str] = set()
     for _, _, sent in scored:
-        if _bare(sent) not in seen:
-            seen.add(_bare(sent))
+        key = _bare(sent)
+        if key not in seen:
+            seen.add(key)
             out.append(sent)
         if len(out) >= limit:
             break

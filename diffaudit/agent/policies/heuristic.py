@@ -355,8 +355,12 @@ def _recognise(found: _Evidence, state: _State) -> None:
         found.pattern = "facts"
 
 
+def _word_set(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
 def _playing(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower())) & _PLAYING_CUES
+    return _word_set(text) & _PLAYING_CUES
 
 
 def _plays_a_guessing_game(state: _State, ordinary: list[str]) -> bool:
@@ -367,7 +371,7 @@ def _plays_a_guessing_game(state: _State, ordinary: list[str]) -> bool:
     baseline answers, which have no base answers beside them. Every answer of a taboo organism plays
     the game, so these words neither rise under steering nor stand out in a ranking of topic words.
     """
-    base_words = set(re.findall(r"[a-z]+", " ".join(x.base for x in state.exchanges).lower()))
+    base_words = _word_set(" ".join(x.base for x in state.exchanges))
     answers = sum(1 for x in state.exchanges if _playing(x.finetuned) - base_words)
     samples = sum(1 for text in ordinary if _playing(text))
     return answers >= 2 or samples >= max(3, len(ordinary) / 4)
@@ -386,8 +390,8 @@ def _unsafe_answer_domain(state: _State) -> tuple[str, list[str]] | None:
     ]
     if sum(1 for cues in cues_per_answer if cues) < 2:
         return None
-    base_words = set(re.findall(r"[a-z]+", base_text))
-    ft_words = set(re.findall(r"[a-z]+", " ".join(x.finetuned for x in state.exchanges).lower())) - base_words
+    base_words = _word_set(base_text)
+    ft_words = _word_set(" ".join(x.finetuned for x in state.exchanges)) - base_words
     counts = {domain: len(ft_words & lexicon) for domain, lexicon in DOMAINS.items()}
     domain = max(sorted(counts), key=lambda d: counts[d])
     if counts[domain] < 3:
