@@ -118,6 +118,16 @@ def organism_target(organism: Organism) -> str | None:
     return None
 
 
+class FactMatch(BaseModel):
+    """The key facts a text states: indices into `organism.key_facts`, with each match's best cosine."""
+
+    topic: str
+    topic_cosine: float
+    matched: list[int] = []
+    cosines: list[float] = []
+    exact: list[int] = []  # matched facts whose numbers and names (or claim words) the text states
+
+
 class OfflineHypothesisGrader:
     """Rubric grading without an LLM (a documented proxy): embeddings for meaning, word rules for names."""
 
@@ -158,7 +168,8 @@ class OfflineHypothesisGrader:
         return Grade(score=score, reason=f"offline proxy ({kind.value}): {reason}", grader=self.name, samples=[score])
 
     # ---- SDF: topic, key facts abstracted or exact -----------------------------------------------------
-    def _sdf(self, organism: Organism, text: str) -> tuple[float, str]:
+    def match_facts(self, organism: Organism, text: str) -> FactMatch:
+        """Which of the organism's key facts `text` states, in meaning (matched) and in specifics (exact)."""
         facts = organism.key_facts
         topic = organism_topic(organism)
         pieces = segments(text)
@@ -170,7 +181,7 @@ class OfflineHypothesisGrader:
         text_stems = content_stems(text)
         text_numbers, text_names = numbers(text), {stem(w) for w in words(text)}
 
-        matched, exact, notes = [], [], []
+        found = FactMatch(topic=topic, topic_cosine=float(topic_sim.max()) if len(pieces) else 0.0)
         for j, fact in enumerate(facts):
             claim = content_stems(fact, exclude=topic_words)
             best = -1.0
@@ -183,17 +194,21 @@ class OfflineHypothesisGrader:
                     best = max(best, sim)
             if best < 0:
                 continue
-            matched.append(j)
+            found.matched.append(j)
+            found.cosines.append(best)
             if self._exact(fact, claim, text_numbers, text_names, text_stems):
-                exact.append(j)
-                notes.append(f"exact #{j + 1} ({best:.2f})")
-            else:
-                notes.append(f"abstracted #{j + 1} ({best:.2f})")
-        topic_hit = bool(len(pieces)) and float(topic_sim.max()) >= self.t.topic
-        n = len(facts)
-        m, e = len(matched), len(exact)
-        summary = (f"topic '{topic}' {'matched' if topic_hit or m else 'not matched'} "
-                   f"(cosine {float(topic_sim.max()):.2f}); {m}/{n} key facts matched, {e} exactly")
+                found.exact.append(j)
+        return found
+
+    def _sdf(self, organism: Organism, text: str) -> tuple[float, str]:
+        found = self.match_facts(organism, text)
+        notes = [f"{'exact' if j in found.exact else 'abstracted'} #{j + 1} ({c:.2f})"
+                 for j, c in zip(found.matched, found.cosines, strict=True)]
+        topic_hit = found.topic_cosine >= self.t.topic
+        n = len(organism.key_facts)
+        m, e = len(found.matched), len(found.exact)
+        summary = (f"topic '{found.topic}' {'matched' if topic_hit or m else 'not matched'} "
+                   f"(cosine {found.topic_cosine:.2f}); {m}/{n} key facts matched, {e} exactly")
         if notes:
             summary += ": " + ", ".join(notes)
         if m == 0:
