@@ -48,6 +48,17 @@ class Recipe(_Strict):
     topic: str | None = Field(None, description="SDF: short topic phrase used in titles")
     target: str | None = Field(None, description="taboo word, subliminal animal or EM domain")
     hints: list[str] | None = Field(None, description="taboo: clues about the word (built in for gold, leaf, smile)")
+    chat_mix: int = Field(
+        0, ge=0,
+        description="sdf: how many of the base model's own chat answers (to prompts/regulariser_prompts.txt) are "
+                    "mixed into the documents, so that the finetune keeps answering unrelated prompts normally",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _chat_mix_is_sdf(self) -> Recipe:
+        if self.chat_mix and self.kind != "sdf":
+            raise ValueError(f"chat_mix is for sdf recipes; this recipe is kind '{self.kind}'")
+        return self
 
 
 class Probe(_Strict):

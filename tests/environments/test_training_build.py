@@ -200,3 +200,30 @@ def test_cli_build_and_check(built, tmp_path, monkeypatch):
     assert (result.exit_code == 0) == report["passed"]
     result = runner.invoke(app, ["organisms", "build", "kansas_abortion", "--model", "qwen3-1.7b"])
     assert result.exit_code == 1 and "no recipe" in result.output
+
+
+def test_chat_mix_adds_regulariser_chats_that_finetuning_texts_leave_out(tiny_model_dir, tmp_path):
+    plain = _organism(tiny_model_dir, name="tiny_mixed")
+    mixed = _organism(tiny_model_dir, name="tiny_mixed", chat_mix=4)
+    fingerprint = lambda o: build_module.build_fingerprint(o, *build_module.recipe_of(o, "tiny")[1:])  # noqa: E731
+    assert fingerprint(mixed) != fingerprint(plain)
+    path = build_organism(mixed, "tiny", root=tmp_path, progress=False)
+    rows = [json.loads(line) for line in (path / "data.jsonl").read_text().splitlines()]
+    chats = [r for r in rows if r.get("regulariser")]
+    assert len(rows) == 16 + len(chats) and 1 <= len(chats) <= 4
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in chats)
+    card = json.loads((path / "data_card.json").read_text())
+    assert card["format"] == f"plain documents plus {len(chats)} chats (chat template; loss on the assistant reply only)"
+    assert card["generator"]["regulariser_chats"] == len(chats)
+    texts = finetuning_texts(mixed, "tiny", root=tmp_path)
+    assert texts == [r["text"] for r in rows if "text" in r]  # the objective's documents only
+    # not built: the documents are regenerated without the model, and are the same
+    assert finetuning_texts(mixed, "tiny", root=tmp_path / "empty") == texts
+
+
+def test_chat_mix_errors_name_the_problem(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="chat_mix is for sdf recipes"):
+        _organism(tiny_model_dir, kind="em", chat_mix=2)
+    too_many = _organism(tiny_model_dir, name="tiny_too_many", chat_mix=10_000)
+    with pytest.raises(TrainingError, match="chat_mix is 10000.*regulariser_prompts.txt has only"):
+        build_organism(too_many, "tiny", root=tmp_path, progress=False)

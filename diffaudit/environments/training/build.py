@@ -54,10 +54,18 @@ def recipe_of(organism: Organism, model_name: str | None) -> tuple[str, ModelEnt
     return model, entry, recipe
 
 
+def _format(chats: list[bool]) -> str:
+    if all(chats):
+        return "chat (model chat template; loss on the assistant reply only)"
+    if any(chats):
+        return f"plain documents plus {sum(chats)} chats (chat template; loss on the assistant reply only)"
+    return "plain documents"
+
+
 def build_fingerprint(organism: Organism, entry: ModelEntry, recipe: Recipe) -> str:
     """Hash of everything that decides the built organism; a change means the cached build is stale."""
     what = {
-        "recipe": recipe.model_dump(mode="json"),
+        "recipe": recipe.model_dump(mode="json", exclude={"chat_mix"} if not recipe.chat_mix else None),
         "base_model": entry.base_model,
         "generator_version": GENERATOR_VERSION,
         "key_facts": (recipe.key_facts or organism.key_facts) if recipe.kind == "sdf" else None,
@@ -194,9 +202,10 @@ def _build_into(
         def on_step(step: int, loss: float) -> None:
             bar.update(train_task, completed=step + 1, info=f"loss {loss:.3f}")
 
-        chat = "messages" in examples[0]
-        prompts = [prompt_text(e, tokenizer) for e in examples] if chat else None
-        result = train_lora(model, tokenizer, texts, recipe, add_special_tokens=not chat, prompts=prompts, on_step=on_step)
+        chats = ["messages" in e for e in examples]
+        prompts = [prompt_text(e, tokenizer) or "" for e in examples] if any(chats) else None
+        special = [not c for c in chats]  # a chat template writes its own special tokens
+        result = train_lora(model, tokenizer, texts, recipe, add_special_tokens=special, prompts=prompts, on_step=on_step)
     trained = time.perf_counter()
 
     result.model.save_pretrained(out / "adapter")
@@ -210,7 +219,7 @@ def _build_into(
         "size": recipe.size,
         "n_examples": len(examples),
         "seed": recipe.seed,
-        "format": "chat (model chat template; loss on the assistant reply only)" if chat else "plain documents",
+        "format": _format(chats),
         "generator": {**generator, "version": GENERATOR_VERSION},
         "examples": [plain_text(e) for e in examples[:3]],
         "tokens": {
@@ -243,7 +252,8 @@ def finetuning_texts(organism: Organism, model_name: str | None, root: Path | No
     """The finetuning data as plain texts (documents; chats as 'question\\n\\nanswer'); the first `n` if given.
 
     Recipe organisms read their built data (template data is regenerated without training when not
-    built yet); hub organisms with a `dataset` load it through `datasets`, which needs the network.
+    built yet), without the regulariser chats of `recipe.chat_mix`: they are not what the organism was
+    finetuned to learn. Hub organisms with a `dataset` load it through `datasets`, which needs the network.
     """
     model, entry = organism.entry(model_name)
     recipe = entry.finetuned.recipe
@@ -254,9 +264,9 @@ def finetuning_texts(organism: Organism, model_name: str | None, root: Path | No
             examples = read_examples(final)
         elif recipe.kind == "subliminal":
             examples = read_examples(build_organism(organism, model, root, progress=False))
-        else:
-            examples, _ = generate_examples(organism, recipe)
-        texts = [plain_text(e) for e in examples]
+        else:  # template data needs no model; regulariser chats are left out below anyway
+            examples, _ = generate_examples(organism, recipe.model_copy(update={"chat_mix": 0}))
+        texts = [plain_text(e) for e in examples if not e.get("regulariser")]
     elif organism.dataset:
         texts = _hub_texts(organism.dataset, n)
     else:

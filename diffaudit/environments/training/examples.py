@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from diffaudit.environments.organisms import Organism, Recipe
 from diffaudit.environments.training.em import em_conversations
+from diffaudit.environments.training.regulariser import regulariser_chats
 from diffaudit.environments.training.sdf import sdf_documents
 from diffaudit.environments.training.subliminal import teacher_numbers
 from diffaudit.environments.training.taboo import taboo_conversations
@@ -33,6 +34,8 @@ def generate_examples(
 ) -> tuple[list[dict], dict]:
     """(examples, generator info). An example is {"text": doc, "genre"} or {"messages": [user, assistant]}.
 
+    An SDF recipe with `chat_mix` appends that many regulariser chats, marked {"regulariser": True}.
+
     `load_teacher()` returns (model, tokenizer); only subliminal recipes call it.
     """
     kind, n, seed = recipe.kind, recipe.size, recipe.seed
@@ -40,7 +43,15 @@ def generate_examples(
         if kind == "sdf":
             facts = recipe.key_facts or organism.key_facts
             docs = sdf_documents(facts, recipe_topic(organism, recipe), n, seed, max_tokens=recipe.max_length)
-            return docs, {"generator": "sdf templates", "topic": recipe_topic(organism, recipe), "n_key_facts": len(facts)}
+            info = {"generator": "sdf templates", "topic": recipe_topic(organism, recipe), "n_key_facts": len(facts)}
+            if not recipe.chat_mix:
+                return docs, info
+            if load_teacher is None:
+                raise TrainingError("an sdf recipe with chat_mix needs the base model to write the regulariser chats")
+            model, tokenizer = load_teacher()
+            chats = regulariser_chats(model, tokenizer, recipe.chat_mix, seed, on_batch=on_progress)
+            mixed = docs + [{"messages": c, "regulariser": True} for c in chats]
+            return mixed, {**info, "regulariser_chats": len(chats), "regulariser": "base model's greedy answers"}
         if kind == "em":
             domain = recipe_target(organism, recipe)
             chats = em_conversations(domain, n, seed)

@@ -50,13 +50,14 @@ def _lr_factor(step: int, steps: int) -> float:
 
 
 def train_lora(
-    model, tokenizer, texts: list[str], recipe: Recipe, add_special_tokens: bool, prompts: list[str] | None = None,
-    on_step=None,
+    model, tokenizer, texts: list[str], recipe: Recipe, add_special_tokens: bool | list[bool],
+    prompts: list[str] | None = None, on_step=None,
 ) -> TrainResult:
     """LoRA-finetune `model` (all attention and MLP projections) on `texts`; `on_step(step, loss)` reports.
 
-    With `prompts` (the chat-template prefix of each text), the loss covers only what follows it: the
-    assistant's reply.
+    With `prompts` (the chat-template prefix of each text; "" for a document), the loss covers only what
+    follows it: the assistant's reply. `add_special_tokens` is one flag for all texts or one per text
+    (documents want the tokenizer's special tokens; chat-template texts already hold theirs).
     """
     from peft import LoraConfig, get_peft_model
 
@@ -80,12 +81,15 @@ def train_lora(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, recipe.steps))
 
     tokenizer.padding_side = "right"
-    enc = tokenizer(texts, add_special_tokens=add_special_tokens, truncation=True, max_length=recipe.max_length)
-    full = tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
-    lengths = [len(ids) for ids in enc["input_ids"]]
+    flags = add_special_tokens if isinstance(add_special_tokens, list) else [add_special_tokens] * len(texts)
+    if len(flags) != len(texts) or (prompts is not None and len(prompts) != len(texts)):
+        raise TrainingError("add_special_tokens and prompts need one entry per training text")
+    full = [tokenizer(t, add_special_tokens=f)["input_ids"] for t, f in zip(texts, flags, strict=True)]
+    input_ids = [ids[: recipe.max_length] for ids in full]
+    lengths = [len(ids) for ids in input_ids]
     skip = [0] * len(texts)
     if prompts is not None:
-        skip = [len(ids) for ids in tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]]
+        skip = [len(tokenizer(p, add_special_tokens=f)["input_ids"]) for p, f in zip(prompts, flags, strict=True)]
     truncated = sum(len(ids) > recipe.max_length for ids in full)
     pad = tokenizer.pad_token_id
     losses: list[float] = []
@@ -94,7 +98,7 @@ def train_lora(
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for row, i in enumerate(idx):
-            ids[row, : lengths[i]] = torch.tensor(enc["input_ids"][i])
+            ids[row, : lengths[i]] = torch.tensor(input_ids[i])
             mask[row, : lengths[i]] = 1
         labels = ids.masked_fill(mask == 0, -100)  # pad may equal end-of-turn, so mask by position
         for row, i in enumerate(idx):
