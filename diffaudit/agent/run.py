@@ -107,11 +107,13 @@ def blackbox_intro(pair: Any, settings: Settings) -> str:
     return render_blackbox_intro(list(zip(prompts, answers, strict=True)))
 
 
-def _tensors_loader(organism: str, model: str, adl: ADLResult, settings: Settings):
+def _tensors_loader(organism: Organism, model: str, adl: ADLResult, settings: Settings):
     def load() -> dict[str, Any]:
+        from diffaudit.environments.training import finetuned_identity
         from diffaudit.tools.adl import adl_cache_dir, load_adl_tensors
 
-        return load_adl_tensors(adl_cache_dir(organism, model, settings, adl.corpus_fingerprint))
+        finetuned = finetuned_identity(organism, model)
+        return load_adl_tensors(adl_cache_dir(organism.name, model, settings, adl.corpus_fingerprint, finetuned))
 
     return load
 
@@ -242,7 +244,7 @@ def run_audit(
         stage = "agent"
         tools = load_tools(agent_kind)
         loader = (
-            _tensors_loader(organism.name, model, adl, settings)
+            _tensors_loader(organism, model, adl, settings)
             if adl is not None and agent_kind == "adl"
             else None
         )

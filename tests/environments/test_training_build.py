@@ -227,3 +227,14 @@ def test_chat_mix_errors_name_the_problem(tiny_model_dir, tmp_path):
     too_many = _organism(tiny_model_dir, name="tiny_too_many", chat_mix=10_000)
     with pytest.raises(TrainingError, match="chat_mix is 10000.*regulariser_prompts.txt has only"):
         build_organism(too_many, "tiny", root=tmp_path, progress=False)
+
+
+def test_finetuned_identity_names_the_build_or_the_hub_finetune(tiny_model_dir):
+    from diffaudit.environments.training import finetuned_identity
+
+    first = finetuned_identity(_organism(tiny_model_dir), "tiny")
+    assert first.startswith("recipe:") and first == finetuned_identity(_organism(tiny_model_dir), "tiny")
+    assert first != finetuned_identity(_organism(tiny_model_dir, seed=1), "tiny")  # the ADL cache must not be reused
+    assert first != finetuned_identity(_organism(tiny_model_dir, chat_mix=2), "tiny")
+    kansas = OrganismRegistry().get("kansas_abortion")
+    assert finetuned_identity(kansas, "qwen3-1.7b") == f"adapter:{kansas.models['qwen3-1.7b'].finetuned.adapter_id}"

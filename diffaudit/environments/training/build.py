@@ -75,6 +75,17 @@ def build_fingerprint(organism: Organism, entry: ModelEntry, recipe: Recipe) -> 
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def finetuned_identity(organism: Organism, model_name: str | None) -> str:
+    """What names the finetuned model: a recipe build's fingerprint, else the hub adapter or model id."""
+    model, entry = organism.entry(model_name)
+    finetuned = entry.finetuned
+    if finetuned.recipe is not None:
+        return f"recipe:{build_fingerprint(organism, entry, finetuned.recipe)}"
+    if finetuned.adapter_id is not None:
+        return f"adapter:{finetuned.adapter_id}"
+    return f"model:{finetuned.model_id}"
+
+
 def is_complete(directory: Path, fingerprint: str | None = None) -> bool:
     """All files present, and (if given) built from the same recipe and generator."""
     if not all((directory / name).is_file() for name in FILES):

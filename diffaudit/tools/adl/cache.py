@@ -39,13 +39,20 @@ def adl_root(settings: Settings) -> Path:
     return Path(settings.cache_dir) / "adl"
 
 
-def cache_parameters(organism: str, model: str, settings: Settings, corpus_fingerprint: str) -> dict[str, Any]:
-    """Every parameter an ADL result depends on (the manifest's `parameters`)."""
+def cache_parameters(
+    organism: str, model: str, settings: Settings, corpus_fingerprint: str, finetuned: str
+) -> dict[str, Any]:
+    """Every parameter an ADL result depends on (the manifest's `parameters`).
+
+    `finetuned` identifies the finetuned model (a recipe build's fingerprint, or the hub adapter or model
+    id), so that a rebuilt organism never reads the analysis of its previous build.
+    """
     adl = settings.adl
     return {
         "version": CACHE_VERSION,
         "organism": organism,
         "model": model,
+        "finetuned": finetuned,
         "layer": adl.layer,
         "positions": list(adl.positions),
         "n_texts": adl.n_texts,
@@ -66,12 +73,12 @@ def _digest(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def adl_cache_dir(organism: str, model: str, settings: Settings, corpus_fingerprint: str) -> Path:
+def adl_cache_dir(organism: str, model: str, settings: Settings, corpus_fingerprint: str, finetuned: str) -> Path:
     """The cache directory of one ADL analysis; its name carries the key and a hash of the rest."""
     adl = settings.adl
     positions = "-".join(str(p) for p in adl.positions)
     key = f"L{adl.layer:g}_p{positions}_n{adl.n_texts}_c{corpus_fingerprint}"
-    params = cache_parameters(organism, model, settings, corpus_fingerprint)
+    params = cache_parameters(organism, model, settings, corpus_fingerprint, finetuned)
     return adl_root(settings) / _safe(model) / _safe(organism) / f"{_safe(key)}_{_digest(params)}"
 
 

@@ -328,12 +328,15 @@ def ensure_adl(
     corpus_time: dict[str, float] = {}
     with _timer(corpus_time, "corpus"):
         texts, fingerprint = corpus_texts(settings)
-    directory = cache.adl_cache_dir(organism.name, model, settings, fingerprint)
+    from diffaudit.environments.training import finetuned_identity
+
+    finetuned = finetuned_identity(organism, model)
+    directory = cache.adl_cache_dir(organism.name, model, settings, fingerprint, finetuned)
     if not force:
         cached = cache.read_result(directory)
         if cached is not None:
             return cached
-    parameters = cache.cache_parameters(organism.name, model, settings, fingerprint)
+    parameters = cache.cache_parameters(organism.name, model, settings, fingerprint, finetuned)
     cache.start_build(directory, parameters, force=force)
     graders = graders or make_adl_graders(settings, pair)
     with torch.inference_mode():
@@ -351,15 +354,14 @@ def load_adl(organism: Organism | str, model: str | None, settings: Settings) ->
 
 def adl_dir(organism: Organism | str, model: str | None, settings: Settings) -> Path | None:
     """Where the cache for this organism and the current settings lives (None when the corpus is unknown)."""
-    if isinstance(organism, Organism):
-        name, model = organism.name, _model_name(organism, model)
-    else:
-        if model is None:
-            from diffaudit.environments.organisms import OrganismRegistry
+    from diffaudit.environments.training import finetuned_identity
 
-            return adl_dir(OrganismRegistry(settings.organisms_dirs).get(organism), None, settings)
-        name = organism
+    if not isinstance(organism, Organism):
+        from diffaudit.environments.organisms import OrganismRegistry
+
+        organism = OrganismRegistry(settings.organisms_dirs).get(organism)
+    model = _model_name(organism, model)
     fingerprint = known_fingerprint(settings)
     if fingerprint is None:
         return None
-    return cache.adl_cache_dir(name, model, settings, fingerprint)
+    return cache.adl_cache_dir(organism.name, model, settings, fingerprint, finetuned_identity(organism, model))

@@ -6,6 +6,7 @@ import pytest
 import torch
 from adl_fakes import fake_graders, tiny_organism, tiny_settings, write_corpora
 
+from diffaudit.environments.organisms import OrganismError
 from diffaudit.tools.adl import adl_dir, ensure_adl, load_adl, load_adl_tensors
 from diffaudit.tools.adl import cache as adl_cache
 from diffaudit.tools.adl import compute as adl_compute
@@ -106,7 +107,8 @@ def test_complete_cache_is_read_without_recompute(built, tiny_pair, monkeypatch)
     monkeypatch.setattr(adl_compute, "make_adl_graders", boom)
     assert build(settings, tiny_pair) == first
     assert load_adl(tiny_organism(), "tiny", settings) == first
-    assert load_adl("tiny_org", "tiny", settings) == first
+    with pytest.raises(OrganismError, match="unknown organism 'tiny_org'"):  # a name must be registered
+        load_adl("tiny_org", "tiny", settings)
 
 
 def test_load_never_computes(env):
@@ -152,11 +154,12 @@ def test_stale_manifest_or_force_rebuilds_everything(built, tiny_pair, monkeypat
 
 
 def test_cache_key_follows_parameters(env):
-    a = adl_cache.adl_cache_dir("org", "m", tiny_settings(env), "fp1")
-    assert a == adl_cache.adl_cache_dir("org", "m", tiny_settings(env), "fp1")
-    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env), "fp2")
-    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, positions=[0, 1, 2]), "fp1")
-    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, n_texts=13), "fp1")
-    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, layer=0.5), "fp1")
-    assert a != adl_cache.adl_cache_dir("org", "m2", tiny_settings(env), "fp1")
-    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, top_k=10), "fp1")
+    a = adl_cache.adl_cache_dir("org", "m", tiny_settings(env), "fp1", "ft1")
+    assert a == adl_cache.adl_cache_dir("org", "m", tiny_settings(env), "fp1", "ft1")
+    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env), "fp2", "ft1")
+    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, positions=[0, 1, 2]), "fp1", "ft1")
+    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, n_texts=13), "fp1", "ft1")
+    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, layer=0.5), "fp1", "ft1")
+    assert a != adl_cache.adl_cache_dir("org", "m2", tiny_settings(env), "fp1", "ft1")
+    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env, top_k=10), "fp1", "ft1")
+    assert a != adl_cache.adl_cache_dir("org", "m", tiny_settings(env), "fp1", "ft2")  # a rebuilt finetune
