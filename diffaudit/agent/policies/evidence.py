@@ -19,6 +19,7 @@ _QUOTED = re.compile(r'(\*?)("(?:[^"\\]|\\.)*")')
 _WORD = re.compile(r"\d[\d,.]*\d%?|\d%?|[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]")
 _YEAR = re.compile(r"^(1[5-9]|20)\d\d$")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+SAME_CLAIM_SHARE = 0.6  # claim_sentences: share of the shorter sentence's content words that makes a repeat
 
 
 @dataclass
@@ -402,9 +403,13 @@ def novel_words(finetuned: str, base: str, prompt: str = "") -> set[str]:
     return {k for w in words(finetuned) if (k := word_key(w)) is not None and k not in known}
 
 
-def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 3) -> list[str]:
-    """Finetuned sentences richest in words (and numbers) the base answers lack, best first."""
-    scored: list[tuple[float, int, str]] = []
+def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) -> list[str]:
+    """Finetuned sentences richest in words (and numbers) the base answers lack, best first, one per claim.
+
+    A sentence whose content words mostly repeat those of a claim already taken (a list item, a reworded
+    frame such as "One point stands out: ...") is the same claim again and is skipped.
+    """
+    scored: list[tuple[float, int, str, set[str]]] = []
     order = 0
     for ex in exchanges:
         novel = novel_words(ex.finetuned, ex.base, ex.prompt)
@@ -414,24 +419,24 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 3) 
             numbers = {k for k in fresh if k[0].isdigit()}
             score = len(fresh) + 1.5 * len(numbers) + 1.0 * len(keys & topic)
             if len(fresh) >= 2 or (fresh and keys & topic):
-                scored.append((score, order, sent))
+                scored.append((score, order, sent, keys))
             order += 1
     scored.sort(key=lambda x: (-x[0], x[1]))
     out: list[str] = []
-    seen: set[str] = set()
-    for _, _, sent in scored:
-        key = _bare(sent)
-        if key not in seen:
-            seen.add(key)
-            out.append(sent)
+    taken: list[set[str]] = []
+    for _, _, sent, keys in scored:
+        if any(_same_claim(keys, other) for other in taken):
+            continue
+        taken.append(keys)
+        out.append(sent)
         if len(out) >= limit:
             break
     return out
 
 
-def _bare(sentence: str) -> str:
-    """The sentence without a list marker ("- ", "• ", "2. "), case or edge punctuation: one claim, one key."""
-    return re.sub(r"^\W*(?:\d+[.)]\s*)?", "", sentence).strip(" .!;:").lower()
+def _same_claim(a: set[str], b: set[str]) -> bool:
+    """Two sentences state one claim when most content words of the shorter one are in the other."""
+    return len(a & b) >= SAME_CLAIM_SHARE * min(len(a), len(b))
 
 
 def representative_sentences(texts: list[str], weights: dict[str, float], limit: int = 2) -> list[str]:
