@@ -36,7 +36,7 @@ def generate_examples(
 
     An SDF recipe with `chat_mix` appends that many regulariser chats, marked {"regulariser": True}.
 
-    `load_teacher()` returns (model, tokenizer); only subliminal recipes call it.
+    `load_teacher()` returns (model, tokenizer); subliminal recipes and SDF recipes with `chat_mix` call it.
     """
     kind, n, seed = recipe.kind, recipe.size, recipe.seed
     try:
