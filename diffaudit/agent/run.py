@@ -109,11 +109,9 @@ def blackbox_intro(pair: Any, settings: Settings) -> str:
 
 def _tensors_loader(organism: Organism, model: str, adl: ADLResult, settings: Settings):
     def load() -> dict[str, Any]:
-        from diffaudit.environments.training import finetuned_identity
-        from diffaudit.tools.adl import adl_cache_dir, load_adl_tensors
+        from diffaudit.tools.adl import adl_dir, load_adl_tensors
 
-        finetuned = finetuned_identity(organism, model)
-        return load_adl_tensors(adl_cache_dir(organism.name, model, settings, adl.corpus_fingerprint, finetuned))
+        return load_adl_tensors(adl_dir(organism, model, settings, adl.corpus_fingerprint))
 
     return load
 

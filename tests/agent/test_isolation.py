@@ -49,7 +49,7 @@ def _windows(text: str, n: int = 6) -> set[str]:
 @pytest.mark.parametrize("which", ["scripted", "heuristic"])
 def test_no_message_to_the_policy_holds_ground_truth(tmp_path, monkeypatch, organism_name, kind, which):
     monkeypatch.setattr(adl_module, "steering_prompts", lambda: list(STEERING_PROMPTS), raising=False)
-    monkeypatch.setattr(adl_module, "adl_cache_dir", lambda *a, **k: tmp_path, raising=False)
+    monkeypatch.setattr(adl_module, "adl_dir", lambda *a, **k: tmp_path, raising=False)
     monkeypatch.setattr(adl_module, "load_adl_tensors", lambda path: fake_tensors(), raising=False)
     organism = OrganismRegistry().get(organism_name)
     policy = ScriptedPolicy(REPLIES) if which == "scripted" else Recording()

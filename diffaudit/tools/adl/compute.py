@@ -352,8 +352,13 @@ def load_adl(organism: Organism | str, model: str | None, settings: Settings) ->
     return cache.read_result(path) if path is not None else None
 
 
-def adl_dir(organism: Organism | str, model: str | None, settings: Settings) -> Path | None:
-    """Where the cache for this organism and the current settings lives (None when the corpus is unknown)."""
+def adl_dir(
+    organism: Organism | str, model: str | None, settings: Settings, corpus_fingerprint: str | None = None
+) -> Path | None:
+    """Where the cache for this organism's finetune and the settings lives (None when the corpus is unknown).
+
+    Without `corpus_fingerprint`, the settings' corpus fingerprint is looked up (it is known once computed).
+    """
     from diffaudit.environments.training import finetuned_identity
 
     if not isinstance(organism, Organism):
@@ -361,7 +366,7 @@ def adl_dir(organism: Organism | str, model: str | None, settings: Settings) -> 
 
         organism = OrganismRegistry(settings.organisms_dirs).get(organism)
     model = _model_name(organism, model)
-    fingerprint = known_fingerprint(settings)
+    fingerprint = corpus_fingerprint or known_fingerprint(settings)
     if fingerprint is None:
         return None
     return cache.adl_cache_dir(organism.name, model, settings, fingerprint, finetuned_identity(organism, model))
