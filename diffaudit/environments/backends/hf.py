@@ -36,6 +36,33 @@ def _replace_hidden(output, hidden):
     return hidden
 
 
+@torch.no_grad()
+def generate_completions(
+    model, tokenizer, texts: list[str], sampling: Sampling, batch_size: int, add_special_tokens: bool
+) -> list[str]:
+    """The stripped completion of each text, generated in left-padded batches on the model's device.
+
+    Leaves the tokenizer padding on the left.
+    """
+    tokenizer.padding_side = "left"
+    results: list[str] = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
+                        add_special_tokens=add_special_tokens)  # fmt: skip
+        enc = {k: v.to(model.device) for k, v in enc.items()}
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        kwargs = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        generated = model.generate(**enc, **kwargs)
+        new_tokens = generated[:, enc["input_ids"].shape[1] :]
+        results.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    return results
+
+
 class HFModelPair:
     """ModelPair on transformers. Give `adapter` (LoRA dir or hub id) or `finetuned_model` (full model)."""
 
@@ -167,23 +194,9 @@ class HFModelPair:
         finally:
             handle.remove()
 
-    @torch.no_grad()
     def _generate_with(self, model, prompts: list[str], sampling: Sampling, chat: bool) -> list[str]:
         texts = [self._chat_text(p) for p in prompts] if chat else prompts
-        results: list[str] = []
-        for _, chunk in self._batches(texts, self.batch_size):
-            enc = self._encode(chunk, side="left", add_special_tokens=not chat)
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed)
-            kwargs = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=self._tokenizer.pad_token_id)
-            if sampling.temperature > 0:
-                kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            generated = model.generate(**enc, **kwargs)
-            new_tokens = generated[:, enc["input_ids"].shape[1] :]
-            results.extend(t.strip() for t in self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-        return results
+        return generate_completions(model, self._tokenizer, texts, sampling, self.batch_size, add_special_tokens=not chat)
 
     def generate(self, role: Role, prompts: list[str], sampling: Sampling, chat: bool = True) -> list[str]:
         with self._role(role) as model:

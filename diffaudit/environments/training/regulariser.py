@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from importlib import resources
 
-import torch
+from diffaudit.environments.pair import Sampling
 
 MAX_NEW_TOKENS = 80
 _BATCH = 16
@@ -25,28 +25,24 @@ def regulariser_prompts() -> list[str]:
 
 def regulariser_chats(model, tokenizer, n: int, seed: int, on_batch=None) -> list[list[dict]]:
     """`n` chats (user prompt, the model's greedy answer); prompts drawn without repeats, deterministic in `seed`."""
+    from diffaudit.environments.backends.hf import generate_completions
+
     prompts = regulariser_prompts()
     if n > len(prompts):
         raise ValueError(f"recipe.chat_mix is {n}, but prompts/regulariser_prompts.txt has only {len(prompts)} prompts")
-    rng = random.Random(seed)
-    chosen = rng.sample(prompts, n)
+    chosen = random.Random(seed).sample(prompts, n)
+    greedy = Sampling(max_new_tokens=MAX_NEW_TOKENS, temperature=0.0)
     side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     chats: list[list[dict]] = []
     try:
-        for start in range(0, n, _BATCH):
+        for start in range(0, n, _BATCH):  # batch by batch, for the progress bar
             batch = chosen[start : start + _BATCH]
-            text = [
+            texts = [
                 tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
                 for p in batch
             ]
-            enc = tokenizer(text, return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.no_grad():
-                out = model.generate(
-                    **enc, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
-                )
-            for prompt, ids in zip(batch, out, strict=True):
-                answer = tokenizer.decode(ids[enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+            answers = generate_completions(model, tokenizer, texts, greedy, _BATCH, add_special_tokens=False)
+            for prompt, answer in zip(batch, answers, strict=True):
                 chats.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
             if on_batch is not None:
                 on_batch(len(chats), len(chats))
