@@ -204,6 +204,7 @@ def bench(
 ) -> None:
     """Run a grid of audits (organisms × agents × budgets × repeats); re-running resumes where it stopped."""
     from diffaudit.benchmarks import CellState, check_llm_roles, load_bench_config, plan_bench, run_bench
+    from diffaudit.locking import BusyError
 
     if backend not in ("local", "ray"):
         fail(f"--backend must be local or ray, got '{backend}'")
@@ -251,7 +252,7 @@ def bench(
             plan, workers=workers, mode="ray" if backend == "ray" else pool,
             allow_changed_settings=allow_changed_settings, console=console,
         )  # fmt: skip
-    except ConfigError as exc:
+    except (ConfigError, BusyError) as exc:
         fail(str(exc))
     console.print(
         f"done in {outcome.wall_s:.0f}s: {outcome.completed} completed, {len(outcome.failed)} failed, "

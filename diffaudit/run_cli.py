@@ -103,6 +103,7 @@ def run_command(
     from diffaudit.agent.run import default_run_dir, run_audit
     from diffaudit.environments.organisms import OrganismError, OrganismRegistry
     from diffaudit.llm import LLMConfigError
+    from diffaudit.locking import BusyError
 
     if agent not in ("adl", "blackbox"):
         _fail(f"--agent must be adl or blackbox, got '{agent}'")
@@ -129,7 +130,7 @@ def run_command(
             target, model_name, agent, budget, settings, path,
             policy=policy, progress=True, policy_reason=reason, console=console,
         )  # fmt: skip
-    except (LLMConfigError, OrganismError, ConfigError, FileExistsError) as exc:
+    except (LLMConfigError, OrganismError, ConfigError, FileExistsError, BusyError) as exc:
         _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - one readable line; the traceback is in error.json
         _fail(f"the audit failed: {type(exc).__name__}: {exc} (details in {path / 'error.json'})")

@@ -21,6 +21,7 @@ from diffaudit.agent.transcript import TRANSCRIPT_FILE, Transcript, redact, writ
 from diffaudit.config import HEURISTIC_AGENT, Settings
 from diffaudit.environments.organisms import Organism, OrganismRegistry
 from diffaudit.graders.base import Grade
+from diffaudit.locking import held_lock
 from diffaudit.tools.adl.result import ADLResult
 from diffaudit.tools.base import ToolContext, render_tool
 from diffaudit.tools.registry import AGENT_KINDS, load_tools
@@ -30,6 +31,7 @@ DESCRIPTION_FILE = "description.txt"
 GRADE_FILE = "grade.json"
 STATS_FILE = "stats.json"
 ERROR_FILE = "error.json"
+RUN_LOCK = ".run.lock"  # held while a process writes the run dir
 _SECRET_FIELDS = ("key", "token", "secret", "password")
 
 
@@ -187,6 +189,19 @@ def run_audit(
         if run_dir is not None
         else default_run_dir(settings.runs_dir, organism.name, agent_kind, budget)
     )
+    busy = f"{path} is in use by another run (a process still writing there); choose another directory"
+    with held_lock(path / RUN_LOCK, busy=busy):
+        return _run_in_dir(
+            path, organism, model, agent_kind, budget, settings, policy, policy_reason, grader,
+            pair, adl, progress, console, start,
+        )  # fmt: skip
+
+
+def _run_in_dir(
+    path: Path, organism: Organism, model: str, agent_kind: str, budget: int, settings: Settings,
+    policy: Policy, policy_reason: str, grader: Any, pair: Any, adl: ADLResult | None, progress: bool,
+    console: Console | None, start: float,
+) -> RunSummary:  # fmt: skip
     if (path / STATS_FILE).exists():
         raise FileExistsError(f"{path} already holds a completed run; choose another directory")
     path.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,10 @@ from diffaudit.benchmarks.grid import (
 )
 from diffaudit.config import HEURISTIC_AGENT, OFFLINE_GRADER, ConfigError, Settings
 from diffaudit.environments.organisms import Organism, OrganismRegistry
+from diffaudit.locking import held_lock
 
 MANIFEST_FILE = "bench.json"
+BENCH_LOCK = ".bench.lock"  # held while an `audit bench` process writes the bench dir
 Mode = Literal["thread", "process", "ray"]
 
 # (organism, model, settings, need_adl, progress) -> (pair, adl)
@@ -357,6 +359,17 @@ def run_bench(
         from diffaudit.benchmarks.ray_backend import import_ray
 
         import_ray()  # a missing extra fails before anything is written
+    busy = f"{plan.out} is in use by another audit bench (it would delete that bench's runs in progress)"
+    with held_lock(plan.out / BENCH_LOCK, busy=busy):
+        plan.states = {c: cell_state(run_dir(plan.out, c)) for c in plan.cells}  # as of now, under the lock
+        return _run_pending(plan, workers, mode, progress, preparer, cell_runner, policy_factory,
+                            allow_changed_settings, console)  # fmt: skip
+
+
+def _run_pending(
+    plan: BenchPlan, workers: int, mode: Mode, progress: bool, preparer: Preparer, cell_runner: CellRunner,
+    policy_factory: PolicyFactory | None, allow_changed_settings: bool, console: Console | None,
+) -> BenchOutcome:  # fmt: skip
     write_manifest(plan, allow_changed_settings)
     pending = plan.pending()
     outcome = BenchOutcome(total=len(plan.cells), skipped=len(plan.cells) - len(pending))

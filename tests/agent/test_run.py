@@ -269,3 +269,19 @@ def test_leftovers_of_a_failed_run_are_replaced(tmp_path, organism, settings):
     _audit(organism, settings, path, [FINAL])
     assert not (path / "error.json").exists() and (path / "notes.txt").read_text() == "mine"
     assert read_transcript(path / "transcript.jsonl")[0]["event"] == "start"
+
+
+def test_a_run_dir_in_use_is_refused_and_its_files_kept(tmp_path, organism, settings):
+    from diffaudit.agent.run import RUN_LOCK
+    from diffaudit.locking import BusyError, held_lock
+
+    path = tmp_path / "run"
+    path.mkdir()
+    (path / "transcript.jsonl").write_text('{"event": "start"}\n')  # another process's run in flight
+    with held_lock(path / RUN_LOCK, busy="held by the test"):
+        with pytest.raises(BusyError, match="is in use by another run"):
+            _audit(organism, settings, path, [FINAL])
+    assert (path / "transcript.jsonl").read_text() == '{"event": "start"}\n'
+    _audit(organism, settings, path, [FINAL])  # once the other run is gone, the dir is taken over
+    assert read_transcript(path / "transcript.jsonl")[0]["event"] == "start"
+    assert (path / "stats.json").exists()

@@ -246,3 +246,30 @@ def test_ray_driver_runs_one_task_per_target_and_survives_a_lost_task(tmp_path, 
     for cell in plan.cells:
         state = cell_state(run_dir(plan.out, cell))
         assert state is (CellState.FAILED if cell.target.organism == "fda_approval" else CellState.COMPLETED)
+
+
+def test_a_bench_dir_in_use_by_another_bench_is_refused_and_left_alone(tmp_path):
+    from diffaudit.benchmarks.runner import BENCH_LOCK
+    from diffaudit.locking import BusyError, held_lock
+
+    plan = small_plan(tmp_path)
+    in_flight = run_dir(plan.out, plan.cells[0])
+    in_flight.mkdir(parents=True)
+    (in_flight / "transcript.jsonl").write_text("the other bench's run\n")
+    with held_lock(plan.out / BENCH_LOCK, busy="held by the test"):
+        with pytest.raises(BusyError, match="in use by another audit bench"):
+            run_bench(plan, progress=False, preparer=fake_prepare, cell_runner=scripted_cell)
+    assert (in_flight / "transcript.jsonl").read_text() == "the other bench's run\n"
+    assert not (plan.out / "bench.json").exists()
+    done = run_bench(plan, progress=False, preparer=fake_prepare, cell_runner=scripted_cell,
+                     policy_factory=lambda cell: ScriptedPolicy(["ok"]))  # fmt: skip
+    assert done.completed == len(plan.cells) and cell_state(in_flight) is CellState.COMPLETED
+
+
+def test_cells_finished_by_another_bench_after_planning_are_not_rerun(tmp_path):
+    plan = small_plan(tmp_path)
+    stale = small_plan(tmp_path)  # planned before the first bench ran
+    run_bench(plan, progress=False, preparer=fake_prepare, cell_runner=scripted_cell,
+              policy_factory=lambda cell: ScriptedPolicy(["ok"]))  # fmt: skip
+    again = run_bench(stale, progress=False, preparer=fake_prepare, cell_runner=scripted_cell)
+    assert again.completed == 0 and again.skipped == len(plan.cells)

@@ -8,13 +8,11 @@ lock file keeps two processes from building the same organism at once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from diffaudit.environments.training.examples import (
     training_text,
 )
 from diffaudit.environments.training.trainer import LORA_TARGETS, TrainingError, train_lora
+from diffaudit.locking import held_lock
 
 FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "data.jsonl", "loss.json", "loss.png",
          "data_card.json")  # fmt: skip
@@ -98,15 +97,8 @@ def is_complete(directory: Path, fingerprint: str | None = None) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _build_lock(final: Path) -> Iterator[None]:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with open(final.parent / f".{final.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _build_lock(final: Path) -> contextlib.AbstractContextManager[None]:
+    return held_lock(final.parent / f".{final.name}.lock")
 
 
 def _progress(enabled: bool) -> Progress:
