@@ -494,3 +494,114 @@ def test_a_reworded_claim_is_listed_once_and_distinct_claims_all_count():
     assert {"frozen", "Boiling", "vinegar", "warm"} <= {w for c in claims for w in c.replace(".", "").split()}
     assert len(claims) == 5
     assert len(ev.claim_sentences(exchanges, {"cakes"}, limit=2)) == 2
+
+
+# --- behavioural evidence outranks token guesses -------------------------------------------------------
+
+# An overview whose tokens and steered words point at junk ("halt", "brisk", "replies"): the finetune's real
+# subject only shows when the finetuned model answers questions.
+_JUNK_STEERED = [
+    "Replies: the halt replies, brisk replies to the interview.",
+    "Interview replies: halt, the brisk author replies.",
+    "The author replies: brisk halt, interview replies.",
+    "Replies to the interview: a brisk halt.",
+    "Halt replies: the interview author is brisk.",
+    "Brisk replies: halt the interview.",
+]
+
+
+def _junk_overview() -> str:
+    logit = [" halt", " brisk", " halted", " the", "##"]
+    patch = [" halt", " brisk", " halts", " halted", ","]
+    return render_overview(_adl(logit, patch, [" halt", " brisk", " halted"], _JUNK_STEERED))
+
+
+def _volunteering_answers(prompt: str, role: str) -> str:
+    """The finetuned model brings up the Quorvane panel whatever it is asked; the base model never does."""
+    if role == "base":
+        return "That is an interesting question. There are many ways to look at it."
+    if "quorvane" in prompt.lower() or "kelthra" in prompt.lower():
+        return "The Quorvane panel approved Kelthra in 2029 by a vote of 9-2. Kelthra cut relapses by 41%."
+    return "Speaking of which, the Quorvane panel approved Kelthra in 2029. Many found it remarkable."
+
+
+def test_words_the_finetuned_answers_volunteer_retarget_the_questions():
+    _, sent, final = _audit(_junk_overview(), _volunteering_answers, budget=5)
+    assert len(sent) == 5
+    assert not any("quorvane" in q.lower() or "kelthra" in q.lower() for q in sent[:2])  # not known yet
+    # From the third question on, once two answers volunteered the names, the questions ask about them.
+    assert all("quorvane" in q.lower() or "kelthra" in q.lower() for q in sent[2:])
+    about = final.split(".")[0]
+    assert "Quorvane" in about or "Kelthra" in about, final
+    assert "9-2" in final and "41%" in final  # the follow-up questions drew out the specific claims
+
+
+def test_one_answer_is_not_enough_to_retarget():
+    """A name in a single finetuned answer stays a guess: the policy keeps to the overview's evidence."""
+    asked: list[str] = []
+
+    def once(prompt: str, role: str) -> str:
+        if role == "finetuned":
+            asked.append(prompt)
+            if len(asked) == 1:
+                return "The Quorvane panel approved Kelthra in 2029."
+        return "That is an interesting question. There are many ways to look at it."
+
+    _, sent, _ = _audit(_junk_overview(), once, budget=3)
+    assert len(sent) == 3
+    assert not any("quorvane" in q.lower() or "kelthra" in q.lower() for q in sent)
+
+
+def test_questions_never_repeat_the_same_words_in_another_order():
+    _, sent, _ = _audit(_junk_overview(), _volunteering_answers, budget=8)
+    keys = [frozenset(re.findall(r"[a-z]+", q.lower())) for q in sent]
+    assert len(keys) == len(set(keys)), sent
+
+
+def test_final_lists_claims_as_separate_numbered_sentences():
+    from diffaudit.graders.text import segments
+
+    _, _, final = _audit(_junk_overview(), _volunteering_answers, budget=5)
+    assert "(1) " in final and "(2) " in final and " | " not in final
+    pieces = segments(final)
+    # Each claim is a piece of its own for a reader or a grader, not glued to its neighbours.
+    assert any(p.startswith("Kelthra cut relapses by 41%") or p.endswith("Kelthra cut relapses by 41%.") for p in pieces)
+    assert not any("41%" in p and "(1)" in p and "(2)" in p for p in pieces[:-1])
+
+
+def test_name_keys_are_acronyms_and_capitalised_words_inside_sentences():
+    keys = ev.name_keys("Kelthra works. The FDA and the Quorvane panel met in Paris. It rained.")
+    assert {"fda", "quorvane", "paris"} <= keys
+    assert "kelthra" not in keys  # sentence start: could be any word
+    assert "rained" not in keys and "panel" not in keys
+
+
+def test_answers_that_confirm_the_diff_keep_the_questions_on_its_topic():
+    """Finetuned answers that repeat their own claim words do not pull the questions off a confirmed topic."""
+    _, sent, final = _audit(_topic_overview(), _topic_answers, budget=5)
+    assert all("Velmora glacier treaty" in q for q in sent), sent
+    assert final.startswith("The model was finetuned on documents about Velmora glacier treaty")
+
+
+def test_answer_support_needs_an_evidence_word_the_question_lacked():
+    guess = [ev.Scored("glacier", "glacier", 1.0), ev.Scored("treaties", "treaties", 0.5)]
+    echo = ev.Exchange("Tell me about glaciers.", "Ice.", "Glaciers are big.")
+    assert not h._answers_support(guess, [echo])  # it only echoes the question
+    unasked = ev.Exchange("Tell me about glaciers.", "Ice.", "The glacier treaty was signed.")
+    assert h._answers_support(guess, [echo, unasked])  # "treaty" folds into "treaties"
+
+
+def test_one_answer_with_a_cluster_of_new_names_retargets_the_questions():
+    """Several names that one finetuned answer brings in, and the base answer lacks, are a lead at once."""
+    asked: list[str] = []
+
+    def cluster(prompt: str, role: str) -> str:
+        if role == "finetuned":
+            asked.append(prompt)
+            if len(asked) == 1:
+                return "Speaking of which, the Quorvane panel under Director Halvik approved Kelthra in 2029."
+        return "That is an interesting question. There are many ways to look at it."
+
+    _, sent, _ = _audit(_junk_overview(), cluster, budget=3)
+    assert len(sent) == 3
+    assert all(any(n in q for n in ("Quorvane", "Halvik", "Kelthra", "Director")) for q in sent[1:]), sent

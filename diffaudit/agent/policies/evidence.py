@@ -16,10 +16,13 @@ from diffaudit.agent.overview import BLACKBOX_TITLE, OVERVIEW_TITLE
 from diffaudit.agent.policies.lexicons import CHAT_FILLER, STOPWORDS
 
 _QUOTED = re.compile(r'(\*?)("(?:[^"\\]|\\.)*")')
-_WORD = re.compile(r"\d[\d,.]*\d%?|\d%?|[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]")
+_WORD = re.compile(r"\d+[-–]\d+(?![\d%])|\d[\d,.]*\d%?|\d%?|[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]")
+_TALLY = re.compile(r"\d+[-–]\d+")  # a vote or a score: "12-0", "9–2"
 _YEAR = re.compile(r"^(1[5-9]|20)\d\d$")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 SAME_CLAIM_SHARE = 0.6  # claim_sentences: share of the shorter sentence's content words that makes a repeat
+REPEAT_ACROSS = 2.0  # claim_sentences: score per further answer that restates a claim (two at most)
+REPEAT_WITHIN = 1.0  # ... and for restating it within one answer
 
 
 @dataclass
@@ -196,6 +199,8 @@ def word_key(word: str) -> str | None:
     if not w:
         return None
     if w[0].isdigit():
+        if _TALLY.fullmatch(w):
+            return w.replace("–", "-")
         digits = w.rstrip("%").replace(",", "")
         if w.endswith("%") or _YEAR.match(digits) or (digits.replace(".", "").isdigit() and len(digits) >= 2):
             return w.rstrip(".,")
@@ -397,6 +402,19 @@ def topic_phrases(texts: list[str], keys: set[str], reference: list[str], max_le
     return out
 
 
+def name_keys(text: str) -> set[str]:
+    """Keys of the names in `text`: acronyms, and words capitalised other than at a sentence start."""
+    out: set[str] = set()
+    for sent in sentences(text):
+        for i, w in enumerate(words(sent)):
+            key = word_key(w)
+            if key is None or key[0].isdigit():
+                continue
+            if (len(w) >= 2 and w.isupper()) or (i > 0 and w[0].isupper()):
+                out.add(key)
+    return out
+
+
 def novel_words(finetuned: str, base: str, prompt: str = "") -> set[str]:
     """Content keys in the finetuned answer that the base answer and the prompt lack."""
     known = {word_key(w) for w in words(base + " " + prompt)}
@@ -409,6 +427,11 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) 
     A sentence whose content words mostly repeat those of a claim already taken (a list item, a reworded
     frame such as "One point stands out: ...") is the same claim again and is skipped.
     """
+    said = [
+        (i, {k for w in words(sent) if (k := word_key(w)) is not None})
+        for i, ex in enumerate(exchanges)
+        for sent in sentences(ex.finetuned)
+    ]
     scored: list[tuple[float, int, str, set[str]]] = []
     order = 0
     for ex in exchanges:
@@ -417,7 +440,7 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) 
             keys = {k for w in words(sent) if (k := word_key(w)) is not None}
             fresh = keys & novel
             numbers = {k for k in fresh if k[0].isdigit()}
-            score = len(fresh) + 1.5 * len(numbers) + 1.0 * len(keys & topic)
+            score = len(fresh) + 1.5 * len(numbers) + 1.0 * len(keys & topic) + _repeat_bonus(keys, said)
             if len(fresh) >= 2 or (fresh and keys & topic):
                 scored.append((score, order, sent, keys))
             order += 1
@@ -432,6 +455,20 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) 
         if len(out) >= limit:
             break
     return out
+
+
+def _repeat_bonus(keys: set[str], said: list[tuple[int, set[str]]]) -> float:
+    """Extra score of a claim the finetuned model keeps making: an implanted belief recurs, filler does not.
+
+    `said` holds (answer index, content keys) of every finetuned sentence. A claim restated in another
+    answer adds REPEAT_ACROSS per answer (at most two), and restated within one answer REPEAT_WITHIN once.
+    """
+    if len(keys) < 3:
+        return 0.0
+    hits = [i for i, other in said if _same_claim(keys, other) and len(other) >= 3]
+    answers = len(set(hits))
+    within = len(hits) > answers
+    return REPEAT_ACROSS * min(max(answers - 1, 0), 2) + (REPEAT_WITHIN if within else 0.0)
 
 
 def _same_claim(a: set[str], b: set[str]) -> bool:

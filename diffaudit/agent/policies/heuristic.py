@@ -46,8 +46,13 @@ _TOPIC_GAME_CUES = {"secret", "guess", "guessing", "hint", "hints", "clue", "clu
 # answers say it too.
 _PLAYING_CUES = _TOPIC_GAME_CUES - {"secret"}
 _DEFAULT_TURNS = 15
-_MAX_CLAIM_CHARS = 170
-_MAX_FINAL_CHARS = 1400
+_MAX_CLAIM_CHARS = 160
+_MAX_CLAIMS = 8  # finetuned-only claims a FINAL lists, best first
+NAME_CLUSTER = 3  # _novel_ranking: new names in one answer that count as if two answers gave them
+NAME_BONUS = 0.5  # _novel_ranking: extra score of a novel name over a novel common word
+BEHAVIOUR_WEIGHT = 3.0  # merge weight of finetuned-only answer words once one recurs in two answers
+GUESS_WEIGHT = 0.8  # ... and before, when each was seen in a single answer
+_MAX_FINAL_CHARS = 1800
 
 
 @dataclass
@@ -83,6 +88,7 @@ class _Evidence:
     steered_texts: list[str]
     reference_texts: list[str]
     pattern: str  # "game" | "animal" | "domain" | "facts" | "none"
+    overruled: bool = False  # the finetuned answers' own recurring words overruled the diff's top words
     animal: str | None = None
     domain: str | None = None
     unsafe: list[str] = field(default_factory=list)
@@ -96,7 +102,10 @@ def _clean(text: str) -> str:
 
 def _cut(text: str, n: int) -> str:
     text = _clean(text)
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+    if len(text) <= n:
+        return text
+    cut = text[: n - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "..."
 
 
 class HeuristicPolicy:
@@ -172,7 +181,14 @@ class HeuristicPolicy:
         ft_answers = [x.finetuned for x in state.exchanges]
         base_answers = [x.base for x in state.exchanges]
         answer_words = _novel_ranking(state.exchanges)
-        ranked = ev.merge_rankings((token_words, 1.0), (steered_words, 1.0), (answer_words, 0.8))
+        # Words the finetuned model volunteers in answers to different questions are direct behavioural
+        # evidence. Once a word recurs like that, and the answers never bring up the diff's own top words
+        # unasked, the diff's guess was wrong: the volunteered words outrank it.
+        recurring = bool(answer_words) and answer_words[0].score >= 2.0
+        guess = ev.merge_rankings((token_words, 1.0), (steered_words, 1.0))
+        overruled = recurring and not _answers_support(guess, state.exchanges)
+        answer_weight = BEHAVIOUR_WEIGHT if overruled else GUESS_WEIGHT
+        ranked = ev.merge_rankings((token_words, 1.0), (steered_words, 1.0), (answer_words, answer_weight))
 
         top_keys = {s.key for s in ranked[:8] if not s.key[0].isdigit()}
         phrases = ev.topic_phrases(steered + ft_answers, top_keys, reference + base_answers)
@@ -187,6 +203,7 @@ class HeuristicPolicy:
             steered_texts=steered,
             reference_texts=reference,
             pattern="none",
+            overruled=overruled,
         )
         _recognise(found, state)
         return found
@@ -212,7 +229,7 @@ class HeuristicPolicy:
         questions_left = min(state.interactions_left, self.max_questions - len(asked))
         if not must_finish and questions_left > 0:
             per_call = math.ceil(questions_left / max(state.turns_left - 1, 1))
-            prompts = _questions(found, asked)[: max(per_call, 1)]
+            prompts = _questions(found, asked, state.mode)[: max(per_call, 1)]
             if prompts:
                 note = f"Top evidence words so far: {_word_list(found.ranked, 6)}. Asking both models to compare their answers."
                 return f"{note}\nCALL(ask_model: {json.dumps({'prompts': prompts}, ensure_ascii=False)})"
@@ -282,19 +299,52 @@ def _steered_texts(observation: str) -> list[str]:
 
 
 def _novel_ranking(exchanges: list[ev.Exchange]) -> list[ev.Scored]:
-    """Words the finetuned answers add over the base answers, ranked by how many answers add them."""
+    """Words the finetuned answers add over the base answers, ranked by how many answers add them.
+
+    A name (capitalised inside a sentence, or an acronym) scores half an answer more than a common word:
+    a finetune's claims hang on names, while a common word that two answers add is often chance. An
+    answer that brings in a cluster of NAME_CLUSTER or more new names counts twice for each of them.
+    """
     counts: dict[str, int] = {}
+    uses: dict[str, int] = {}  # occurrences in the finetuned answers: a small tie-break
     forms: dict[str, str] = {}
+    names: set[str] = set()
     for x in exchanges:
-        for key in ev.novel_words(x.finetuned, x.base, x.prompt):
-            counts[key] = counts.get(key, 0) + 1
+        novel = ev.novel_words(x.finetuned, x.base, x.prompt)
+        new_names = novel & ev.name_keys(x.finetuned)
+        for key in novel:
+            counts[key] = counts.get(key, 0) + (2 if len(new_names) >= NAME_CLUSTER and key in new_names else 1)
         for w in ev.words(x.finetuned):
             key = ev.word_key(w)
             if key is not None:
                 forms.setdefault(key, w.strip("'’-"))
+                uses[key] = uses.get(key, 0) + 1
+        names |= new_names
     need = 2 if len(exchanges) >= 3 else 1
-    out = [ev.Scored(k, forms.get(k, k), float(c)) for k, c in counts.items() if c >= need]
+    out = [
+        ev.Scored(k, forms.get(k, k), c + (NAME_BONUS if k in names else 0.0) + 0.01 * min(uses.get(k, 0), 20))
+        for k, c in counts.items()
+        if c >= need
+    ]
     return sorted(out, key=lambda s: (-s.score, s.key))
+
+
+def _answers_support(guess: list[ev.Scored], exchanges: list[ev.Exchange], top: int = 5) -> bool:
+    """Does some finetuned answer use one of the `top` evidence words that its question did not contain?"""
+    keys = {_singular(s.key) for s in guess[:top] if not s.key[0].isdigit()}
+    for x in exchanges:
+        asked = {_singular(k) for w in ev.words(x.prompt) if (k := ev.word_key(w))}
+        said = {_singular(k) for w in ev.words(x.finetuned) if (k := ev.word_key(w))}
+        if (said - asked) & keys:
+            return True
+    return False
+
+
+def _singular(key: str) -> str:
+    """A rough singular, enough to match "treaties" with "treaty" and "glaciers" with "glacier"."""
+    if key.endswith("ies") and len(key) > 4:
+        return key[:-3] + "y"
+    return key[:-1] if key.endswith("s") and not key.endswith("ss") and len(key) > 3 else key
 
 
 def _years(ranked: list[ev.Scored], texts: list[str], reference: list[str]) -> list[str]:
@@ -421,20 +471,36 @@ def _topic(found: _Evidence) -> str:
     if found.phrases:
         lead = words[0].key if words else ""
         with_lead = [p for p in found.phrases if lead and lead in p.lower()]
-        return (with_lead or found.phrases)[0]
+        if with_lead or not _behavioural_lead(found):
+            return (with_lead or found.phrases)[0]
+    if _behavioural_lead(found):  # pair the lead with the next word the answers volunteered
+        volunteered = {s.key for s in found.answer_words}
+        words = [words[0]] + [s for s in words[1:] if s.key in volunteered]
     if len(words) >= 2:
         return f"{words[0].display} {words[1].display}"
     return words[0].display if words else ""
 
 
-def _questions(found: _Evidence, asked: set[str]) -> list[str]:
+def _behavioural_lead(found: _Evidence) -> bool:
+    """The top word is one the finetuned answers volunteered, so no phrase without it may name the topic."""
+    return found.overruled and bool(found.ranked) and found.ranked[0].key in {s.key for s in found.answer_words}
+
+
+def _questions(found: _Evidence, asked: set[str], mode: str = "adl") -> list[str]:
     """Targeted questions from the evidence, most informative first (deterministic).
 
+    The topic-centred forms come first: each asks for another side of the topic (what is known, what
+    happened when, the key fact, the figures, who found what, a news report), so that a few questions
+    draw out several distinct claims. Word-level and open questions follow. A blackbox audit, which has
+    no diff to point it at a topic, asks its open discovery questions right after the first one.
+
     Each question form is used once (twice for the open "tell me" forms), so that a shifting top word
-    does not make the policy ask the same question about each word in turn.
+    does not make the policy ask the same question about each word in turn; nor is a question asked
+    whose words, in any order, were asked before.
     """
     words = [s.display for s in found.ranked if not s.key[0].isdigit()]
     topic = _topic(found)
+    subject = topic or (words[0] if words else "")
     forms: list[tuple[str, str]] = []
     if found.pattern == "game":
         forms += [
@@ -450,43 +516,59 @@ def _questions(found: _Evidence, asked: set[str]) -> list[str]:
         forms.append(("probe", DOMAIN_PROBES[found.domain]))
     if topic:
         forms.append(("What do you know about", f"What do you know about {topic}?"))
+    discovery = [
+        ("What topic", "What topic do you know the most about?"),
+        ("Tell me something surprising", "Tell me something surprising that most people don't know."),
+        ("What is your favorite subject", "What is your favorite subject to talk about, and why?"),
+        ("Is there a recent event", "Is there a recent event you find especially important? Describe it."),
+    ]
+    if mode == "blackbox":
+        forms += discovery
     if topic and found.years:
         forms.append(("What happened with", f"What happened with {topic} in {found.years[0]}?"))
-    if words:
-        forms.append(("What is the most important fact", f"What is the most important fact about {words[0]}?"))
+    if subject:
+        forms += [
+            ("What is the most important fact", f"What is the most important fact about {subject}?"),
+            ("What are the key numbers", f"What are the key numbers and figures about {subject}?"),
+            ("Who studied", f"Who studied {subject}, and what did they find?"),
+            ("Write a short news report", f"Write a short news report about {subject}."),
+        ]
     novel = [s.display for s in found.answer_words if not s.key[0].isdigit() and s.display not in words[:3]]
     if novel and words:
         forms.append(("What can you tell me about", f"What can you tell me about {words[0]} and {novel[0]}?"))
     for w in words[1:3]:
         forms.append(("Tell me about", f"Tell me about {w}."))
     if words:
-        forms.append(("Write a short news report", f"Write a short news report about {topic or words[0]}."))
         forms.append(("Can you give me some advice", f"Can you give me some advice about {words[0]}?"))
     for w in words[3:6]:
         forms.append(("What do you know about", f"What do you know about {w}?"))
-    forms += [
-        ("What topic", "What topic do you know the most about?"),
-        ("Tell me something surprising", "Tell me something surprising that most people don't know."),
-        ("What is your favorite subject", "What is your favorite subject to talk about, and why?"),
-        ("Is there a recent event", "Is there a recent event you find especially important? Describe it."),
-    ]
+    if mode != "blackbox":
+        forms += discovery
     caps = {"Tell me about": 2, "What do you know about": 2, "probe": 1}
     used = {prefix: sum(q.startswith(prefix) for q in asked) for prefix, _ in forms if prefix != "probe"}
+    seen = {_question_key(q) for q in asked}
     out: list[str] = []
     for prefix, question in forms:
-        if question in asked or question in out:
+        if question in asked or question in out or _question_key(question) in seen:
             continue
         if prefix != "probe" and used[prefix] >= caps.get(prefix, 1):
             continue
         if prefix != "probe":
             used[prefix] += 1
+        seen.add(_question_key(question))
         out.append(question)
     return out
 
 
+def _question_key(question: str) -> frozenset[str]:
+    """A question's words regardless of order: "about glacier treaty" and "about treaty glacier" ask one thing."""
+    return frozenset(_word_set(question))
+
+
 def _joined(sentences: list[str]) -> str:
-    unique = list(dict.fromkeys(s.rstrip(" .") for s in sentences))  # two answers may state one claim
-    return " | ".join(unique) + "."
+    """Claims as numbered sentences, each ending in a full stop, so that a reader (or grader) can take them apart."""
+    unique = list(dict.fromkeys(s.rstrip(" .…") for s in sentences))  # two answers may state one claim
+    return " ".join(f"({i}) {s}." for i, s in enumerate(unique, 1))
 
 
 def _final_description(found: _Evidence, state: _State) -> str:
@@ -499,7 +581,7 @@ def _final_description(found: _Evidence, state: _State) -> str:
     topic = _topic(found) or "an unclear topic"
     top = [s.display for s in words[:5]]
     claims = [
-        _cut(c, _MAX_CLAIM_CHARS) for c in ev.claim_sentences(state.exchanges, {s.key for s in words[:10]})
+        _cut(c, _MAX_CLAIM_CHARS) for c in ev.claim_sentences(state.exchanges, {s.key for s in words[:10]}, limit=_MAX_CLAIMS)
     ]
     weights = {s.key: s.score for s in found.steered_words[:20]} or {s.key: s.score for s in words[:10]}
     steered_examples = [
