@@ -448,7 +448,7 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) 
     out: list[str] = []
     taken: list[set[str]] = []
     for _, _, sent, keys in scored:
-        if any(_same_claim(keys, other) for other in taken):
+        if any(same_claim(keys, other) for other in taken):
             continue
         taken.append(keys)
         out.append(sent)
@@ -465,13 +465,13 @@ def _repeat_bonus(keys: set[str], said: list[tuple[int, set[str]]]) -> float:
     """
     if len(keys) < 3:
         return 0.0
-    hits = [i for i, other in said if _same_claim(keys, other) and len(other) >= 3]
+    hits = [i for i, other in said if same_claim(keys, other) and len(other) >= 3]
     answers = len(set(hits))
     within = len(hits) > answers
     return REPEAT_ACROSS * min(max(answers - 1, 0), 2) + (REPEAT_WITHIN if within else 0.0)
 
 
-def _same_claim(a: set[str], b: set[str]) -> bool:
+def same_claim(a: set[str], b: set[str]) -> bool:
     """Two sentences state one claim when most content words of the shorter one are in the other."""
     return len(a & b) >= SAME_CLAIM_SHARE * min(len(a), len(b))
 

@@ -330,14 +330,26 @@ def _novel_ranking(exchanges: list[ev.Exchange]) -> list[ev.Scored]:
 
 
 def _answers_support(guess: list[ev.Scored], exchanges: list[ev.Exchange], top: int = 5) -> bool:
-    """Does some finetuned answer use one of the `top` evidence words that its question did not contain?"""
+    """Do the finetuned answers bear out one of the diff's `top` words?
+
+    Either an answer uses such a word that its question did not contain, or a claim about such a word
+    recurs in two different answers (the agent's own questions name the diff's words, so their mere echo
+    proves nothing, but a claim the model keeps making about them does).
+    """
     keys = {_singular(s.key) for s in guess[:top] if not s.key[0].isdigit()}
-    for x in exchanges:
+    said: list[tuple[int, set[str]]] = []
+    for i, x in enumerate(exchanges):
         asked = {_singular(k) for w in ev.words(x.prompt) if (k := ev.word_key(w))}
-        said = {_singular(k) for w in ev.words(x.finetuned) if (k := ev.word_key(w))}
-        if (said - asked) & keys:
+        used = {_singular(k) for w in ev.words(x.finetuned) if (k := ev.word_key(w))}
+        if (used - asked) & keys:
             return True
-    return False
+        for sent in ev.sentences(x.finetuned):
+            claim = {_singular(k) for w in ev.words(sent) if (k := ev.word_key(w))}
+            if len(claim) >= 3:
+                said.append((i, claim))
+    return any(
+        claim & keys and any(j != i and ev.same_claim(claim, other) for j, other in said) for i, claim in said
+    )
 
 
 def _singular(key: str) -> str:
