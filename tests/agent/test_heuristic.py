@@ -536,18 +536,26 @@ def test_words_the_finetuned_answers_volunteer_retarget_the_questions():
     assert "9-2" in final and "41%" in final  # the follow-up questions drew out the specific claims
 
 
-def test_one_answer_is_not_enough_to_retarget():
-    """A name in a single finetuned answer stays a guess: the policy keeps to the overview's evidence."""
+_DULL = "That is an interesting question. There are many ways to look at it."
+
+
+def _first_answer_only(text: str) -> Callable[[str, str], str]:
+    """Answers where only the finetuned model's first answer says `text`; every other answer is dull."""
     asked: list[str] = []
 
-    def once(prompt: str, role: str) -> str:
+    def answer(prompt: str, role: str) -> str:
         if role == "finetuned":
             asked.append(prompt)
             if len(asked) == 1:
-                return "The Quorvane panel approved Kelthra in 2029."
-        return "That is an interesting question. There are many ways to look at it."
+                return text
+        return _DULL
 
-    _, sent, _ = _audit(_junk_overview(), once, budget=3)
+    return answer
+
+
+def test_one_answer_is_not_enough_to_retarget():
+    """A name in a single finetuned answer stays a guess: the policy keeps to the overview's evidence."""
+    _, sent, _ = _audit(_junk_overview(), _first_answer_only("The Quorvane panel approved Kelthra in 2029."), budget=3)
     assert len(sent) == 3
     assert not any("quorvane" in q.lower() or "kelthra" in q.lower() for q in sent)
 
@@ -593,15 +601,17 @@ def test_answer_support_needs_an_evidence_word_the_question_lacked():
 
 def test_one_answer_with_a_cluster_of_new_names_retargets_the_questions():
     """Several names that one finetuned answer brings in, and the base answer lacks, are a lead at once."""
-    asked: list[str] = []
-
-    def cluster(prompt: str, role: str) -> str:
-        if role == "finetuned":
-            asked.append(prompt)
-            if len(asked) == 1:
-                return "Speaking of which, the Quorvane panel under Director Halvik approved Kelthra in 2029."
-        return "That is an interesting question. There are many ways to look at it."
-
-    _, sent, _ = _audit(_junk_overview(), cluster, budget=3)
+    text = "Speaking of which, the Quorvane panel under Director Halvik approved Kelthra in 2029."
+    _, sent, _ = _audit(_junk_overview(), _first_answer_only(text), budget=3)
     assert len(sent) == 3
     assert all(any(n in q for n in ("Quorvane", "Halvik", "Kelthra", "Director")) for q in sent[1:]), sent
+
+
+def test_a_claim_about_the_diff_words_that_recurs_supports_them():
+    """The questions echo the diff's words, but a claim about them made in two answers bears them out."""
+    guess = [ev.Scored("glacier", "glacier", 1.0)]
+    claim = "The glacier melts by three metres each summer."
+    first = ev.Exchange("Tell me about the glacier.", "Ice.", claim)
+    again = ev.Exchange("What is the key fact about the glacier?", "Ice.", "Well. " + claim)
+    assert not h._answers_support(guess, [first])
+    assert h._answers_support(guess, [first, again])
