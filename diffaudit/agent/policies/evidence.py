@@ -428,22 +428,18 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) 
     frame such as "One point stands out: ...") is the same claim again and is skipped.
     """
     said = [
-        (i, {k for w in words(sent) if (k := word_key(w)) is not None})
+        (i, sent, {k for w in words(sent) if (k := word_key(w)) is not None})
         for i, ex in enumerate(exchanges)
         for sent in sentences(ex.finetuned)
     ]
+    novel = [novel_words(ex.finetuned, ex.base, ex.prompt) for ex in exchanges]
     scored: list[tuple[float, int, str, set[str]]] = []
-    order = 0
-    for ex in exchanges:
-        novel = novel_words(ex.finetuned, ex.base, ex.prompt)
-        for sent in sentences(ex.finetuned):
-            keys = {k for w in words(sent) if (k := word_key(w)) is not None}
-            fresh = keys & novel
+    for order, (i, sent, keys) in enumerate(said):
+        fresh = keys & novel[i]
+        if len(fresh) >= 2 or (fresh and keys & topic):
             numbers = {k for k in fresh if k[0].isdigit()}
             score = len(fresh) + 1.5 * len(numbers) + 1.0 * len(keys & topic) + _repeat_bonus(keys, said)
-            if len(fresh) >= 2 or (fresh and keys & topic):
-                scored.append((score, order, sent, keys))
-            order += 1
+            scored.append((score, order, sent, keys))
     scored.sort(key=lambda x: (-x[0], x[1]))
     out: list[str] = []
     taken: list[set[str]] = []
@@ -457,15 +453,15 @@ def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) 
     return out
 
 
-def _repeat_bonus(keys: set[str], said: list[tuple[int, set[str]]]) -> float:
+def _repeat_bonus(keys: set[str], said: list[tuple[int, str, set[str]]]) -> float:
     """Extra score of a claim the finetuned model keeps making: an implanted belief recurs, filler does not.
 
-    `said` holds (answer index, content keys) of every finetuned sentence. A claim restated in another
+    `said` holds (answer index, sentence, content keys) of every finetuned sentence. A claim restated in another
     answer adds REPEAT_ACROSS per answer (at most two), and restated within one answer REPEAT_WITHIN once.
     """
     if len(keys) < 3:
         return 0.0
-    hits = [i for i, other in said if same_claim(keys, other) and len(other) >= 3]
+    hits = [i for i, _, other in said if len(other) >= 3 and same_claim(keys, other)]
     answers = len(set(hits))
     within = len(hits) > answers
     return REPEAT_ACROSS * min(max(answers - 1, 0), 2) + (REPEAT_WITHIN if within else 0.0)
