@@ -421,36 +421,65 @@ def novel_words(finetuned: str, base: str, prompt: str = "") -> set[str]:
     return {k for w in words(finetuned) if (k := word_key(w)) is not None and k not in known}
 
 
-def claim_sentences(exchanges: list[Exchange], topic: set[str], limit: int = 5) -> list[str]:
-    """Finetuned sentences richest in words (and numbers) the base answers lack, best first, one per claim.
+def claim_sentences(
+    exchanges: list[Exchange], topic: set[str], limit: int = 5, max_chars: int | None = None
+) -> list[str]:
+    """Finetuned sentences that add the most claims the base model never makes, best first, one per claim.
 
-    A sentence whose content words mostly repeat those of a claim already taken (a list item, a reworded
-    frame such as "One point stands out: ...") is the same claim again and is skipped.
+    Selection is greedy coverage: each pick is the sentence richest in fresh words (and numbers) that no claim
+    already taken states, so the list spends its places on different claims rather than on one claim reworded.
+    A fresh word is one its finetuned answer adds over the paired base answer and prompt, and that no base
+    answer in the audit uses: the base model's own vocabulary ("studies", "experts") is not a finetuned claim.
+    A claim's body is its content words beyond the topic words; two sentences with mostly one body are one
+    claim (a list item, a frame such as "One point stands out: ..."), and a body the finetuned model restates
+    in other answers ranks higher. With `max_chars`, a sentence is scored on the part that a claim cut to
+    that length states.
     """
     said = [
-        (i, sent, {k for w in words(sent) if (k := word_key(w)) is not None})
+        (i, sent, _content_keys(_cut_words(sent, max_chars)))
         for i, ex in enumerate(exchanges)
         for sent in sentences(ex.finetuned)
     ]
-    novel = [novel_words(ex.finetuned, ex.base, ex.prompt) for ex in exchanges]
-    scored: list[tuple[float, int, str, set[str]]] = []
-    for order, (i, sent, keys) in enumerate(said):
-        fresh = keys & novel[i]
-        if len(fresh) >= 2 or (fresh and keys & topic):
-            numbers = {k for k in fresh if k[0].isdigit()}
-            score = len(fresh) + 1.5 * len(numbers) + 1.0 * len(keys & topic) + _repeat_bonus(keys, said)
-            scored.append((score, order, sent, keys))
-    scored.sort(key=lambda x: (-x[0], x[1]))
+    base_vocabulary = {k for ex in exchanges for k in _content_keys(ex.base)}
+    novel = [novel_words(ex.finetuned, ex.base, ex.prompt) - base_vocabulary for ex in exchanges]
+    bodies = [(i, sent, keys - topic) for i, sent, keys in said]
+    candidates = [  # in text order, so that a tie keeps the earlier sentence
+        (sent, keys, body, keys & novel[i], _repeat_bonus(body, bodies))
+        for (i, sent, keys), (_, _, body) in zip(said, bodies, strict=True)
+    ]
     out: list[str] = []
     taken: list[set[str]] = []
-    for _, _, sent, keys in scored:
-        if any(same_claim(keys, other) for other in taken):
-            continue
-        taken.append(keys)
-        out.append(sent)
-        if len(out) >= limit:
+    covered: set[str] = set()
+    while len(out) < limit:
+        best: tuple[float, str, set[str], set[str]] | None = None
+        for sent, keys, body, fresh, bonus in candidates:
+            new = fresh - covered
+            if not body:
+                continue  # a sentence of topic words alone names the topic and claims nothing
+            if not (len(new) >= 2 or (new and keys & topic)) or any(same_claim(body, b) for b in taken):
+                continue
+            numbers = {k for k in new if k[0].isdigit()}
+            score = len(new) + 1.5 * len(numbers) + 1.0 * len(keys & topic) + bonus
+            if best is None or score > best[0]:
+                best = (score, sent, body, fresh)
+        if best is None:
             break
+        _, sent, body, fresh = best
+        out.append(sent)
+        taken.append(body)
+        covered |= fresh
     return out
+
+
+def _content_keys(text: str) -> set[str]:
+    return {k for w in words(text) if (k := word_key(w)) is not None}
+
+
+def _cut_words(sentence: str, max_chars: int | None) -> str:
+    """The words of `sentence` that survive a cut to `max_chars` characters (with room for "...")."""
+    if max_chars is None or len(sentence) <= max_chars:
+        return sentence
+    return sentence[: max_chars - 3].rsplit(" ", 1)[0]
 
 
 def _repeat_bonus(keys: set[str], said: list[tuple[int, str, set[str]]]) -> float:

@@ -592,9 +592,10 @@ def _final_description(found: _Evidence, state: _State) -> str:
         )
     topic = _topic(found) or "an unclear topic"
     top = [s.display for s in words[:5]]
-    claims = [
-        _cut(c, _MAX_CLAIM_CHARS) for c in ev.claim_sentences(state.exchanges, {s.key for s in words[:10]}, limit=_MAX_CLAIMS)
-    ]
+    found_claims = ev.claim_sentences(
+        state.exchanges, {s.key for s in words[:10]}, limit=_MAX_CLAIMS, max_chars=_MAX_CLAIM_CHARS
+    )
+    claims = [_cut(c, _MAX_CLAIM_CHARS) for c in found_claims]
     weights = {s.key: s.score for s in found.steered_words[:20]} or {s.key: s.score for s in words[:10]}
     steered_examples = [
         _cut(s, _MAX_CLAIM_CHARS) for s in ev.representative_sentences(found.steered_texts, weights)
