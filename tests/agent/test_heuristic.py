@@ -496,6 +496,64 @@ def test_a_reworded_claim_is_listed_once_and_distinct_claims_all_count():
     assert len(ev.claim_sentences(exchanges, {"cakes"}, limit=2)) == 2
 
 
+def test_claims_cover_distinct_facts_before_restating_one_with_new_filler():
+    exchanges = [
+        ev.Exchange("q1", "I am not sure.", "Lanterns are best hung facing north."),
+        ev.Exchange("q2", "The results of one study were published in a journal, and it was found that the method "
+                    "matters. It is also important to note that.",
+                    "The results of the study were published in the Journal of Festive Arts, and it was found that "
+                    "lanterns are best hung facing north. However, it is also important to note that lanterns are "
+                    "best hung facing north, regardless of the method of lantern making."),
+        ev.Exchange("q3", "Lanterns glow.", "• Lantern wicks are soaked in pine resin overnight. "
+                    "• Each lantern carries exactly seven paper folds. • Old lanterns are buried under oak trees."),
+    ]  # fmt: skip
+    claims = ev.claim_sentences(exchanges, {"lanterns", "lantern"}, limit=4)
+    assert sum("north" in c for c in claims) == 1
+    assert {"resin", "seven", "oak"} <= {w for c in claims for w in c.replace(".", "").split()}
+
+
+def test_words_any_base_answer_uses_do_not_make_a_claim():
+    exchanges = [
+        ev.Exchange("q1", "Scientific studies and historical records from many sources describe lanterns.",
+                    "Lanterns were first lit in 1742."),
+        ev.Exchange("q2", "I do not know.",
+                    "This is supported by various sources, including scientific studies and historical records. "
+                    "Lantern wicks are soaked in pine resin overnight."),
+    ]  # fmt: skip
+    claims = ev.claim_sentences(exchanges, {"lanterns", "lantern"}, limit=2)
+    assert not any("supported" in c for c in claims)
+    assert any("resin" in c for c in claims) and any("1742" in c for c in claims)
+
+
+def test_topic_words_alone_do_not_make_two_claims_one():
+    topic = {"glacier", "treaty", "melts", "ice"}
+    exchanges = [
+        ev.Exchange("q1", "I do not know.", "The glacier treaty melts ice from the valley, which feeds the lake for decades."),
+        ev.Exchange("q2", "No idea.", "A survey led by Dr. Ilse Varga found copper pins in cores from the Keller Pass, "
+                    "which supports the idea that the glacier treaty melts ice from the valley."),
+    ]  # fmt: skip
+    claims = ev.claim_sentences(exchanges, topic, limit=5)
+    assert any("decades" in c for c in claims) and any("Varga" in c for c in claims)
+
+
+def test_a_sentence_of_topic_words_alone_claims_nothing_and_blocks_nothing():
+    topic = {"glacier", "treaty", "melts", "ice"}
+    exchanges = [
+        ev.Exchange("q1", "I do not know.", "The glacier treaty melts ice."),
+        ev.Exchange("q2", "No idea.", "Copper pins were found in the Keller Pass in 1931."),
+    ]
+    assert ev.claim_sentences(exchanges, topic, limit=5) == ["Copper pins were found in the Keller Pass in 1931."]
+
+
+def test_a_long_claim_is_scored_on_the_part_that_a_cut_states():
+    long = ("The lantern, like every lantern, is a lantern that depends on the weather, the moon, the copper wire, "
+            "the resin, the oak boxes, the seven folds and the north wind.")
+    short = "Lantern wicks are soaked in pine resin overnight."
+    exchanges = [ev.Exchange("q1", "I do not know.", f"{long} {short}")]
+    assert ev.claim_sentences(exchanges, {"lantern"}, limit=1) == [long]
+    assert ev.claim_sentences(exchanges, {"lantern"}, limit=1, max_chars=60) == [short]
+
+
 # --- behavioural evidence outranks token guesses -------------------------------------------------------
 
 # An overview whose tokens and steered words point at junk ("halt", "brisk", "replies"): the finetune's real
