@@ -436,16 +436,17 @@ def claim_sentences(
     that length states.
     """
     said = [
-        (i, sent, _content_keys(_cut_words(sent, max_chars)))
+        (i, sent, content_keys(cut(sent, max_chars) if max_chars else sent))
         for i, ex in enumerate(exchanges)
         for sent in sentences(ex.finetuned)
     ]
-    base_vocabulary = {k for ex in exchanges for k in _content_keys(ex.base)}
+    base_vocabulary = {k for ex in exchanges for k in content_keys(ex.base)}
     novel = [novel_words(ex.finetuned, ex.base, ex.prompt) - base_vocabulary for ex in exchanges]
     bodies = [(i, sent, keys - topic) for i, sent, keys in said]
     candidates = [  # in text order, so that a tie keeps the earlier sentence
         (sent, keys, body, keys & novel[i], _repeat_bonus(body, bodies))
         for (i, sent, keys), (_, _, body) in zip(said, bodies, strict=True)
+        if body  # a sentence of topic words alone names the topic and claims nothing
     ]
     out: list[str] = []
     taken: list[set[str]] = []
@@ -454,8 +455,6 @@ def claim_sentences(
         best: tuple[float, str, set[str], set[str]] | None = None
         for sent, keys, body, fresh, bonus in candidates:
             new = fresh - covered
-            if not body:
-                continue  # a sentence of topic words alone names the topic and claims nothing
             if not (len(new) >= 2 or (new and keys & topic)) or any(same_claim(body, b) for b in taken):
                 continue
             numbers = {k for k in new if k[0].isdigit()}
@@ -471,15 +470,17 @@ def claim_sentences(
     return out
 
 
-def _content_keys(text: str) -> set[str]:
+def content_keys(text: str) -> set[str]:
+    """The content keys (see `word_key`) of the words in `text`."""
     return {k for w in words(text) if (k := word_key(w)) is not None}
 
 
-def _cut_words(sentence: str, max_chars: int | None) -> str:
-    """The words of `sentence` that survive a cut to `max_chars` characters (with room for "...")."""
-    if max_chars is None or len(sentence) <= max_chars:
-        return sentence
-    return sentence[: max_chars - 3].rsplit(" ", 1)[0]
+def cut(text: str, n: int) -> str:
+    """`text` within `n` characters: cut at a word boundary and marked with "..."."""
+    if len(text) <= n:
+        return text
+    head = text[: n - 3]
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip(" ,;:") + "..."
 
 
 def _repeat_bonus(keys: set[str], said: list[tuple[int, str, set[str]]]) -> float:
@@ -505,7 +506,7 @@ def representative_sentences(texts: list[str], weights: dict[str, float], limit:
     """Sentences from `texts` that carry the most weighted topic words (no repeats), best first."""
     scored: list[tuple[float, int, str]] = []
     for order, sent in enumerate(s for t in texts for s in sentences(t)):
-        keys = {k for w in words(sent) if (k := word_key(w)) is not None}
+        keys = content_keys(sent)
         value = sum(weights.get(k, 0.0) for k in keys)
         distinct = len(keys) / max(len(words(sent)), 1)  # degenerate repetitive text scores low
         if value > 0 and len(words(sent)) >= 4:

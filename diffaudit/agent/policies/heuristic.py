@@ -101,11 +101,7 @@ def _clean(text: str) -> str:
 
 
 def _cut(text: str, n: int) -> str:
-    text = _clean(text)
-    if len(text) <= n:
-        return text
-    cut = text[: n - 3]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "..."
+    return ev.cut(_clean(text), n)
 
 
 class HeuristicPolicy:
