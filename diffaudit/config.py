@@ -97,6 +97,10 @@ class Settings(_Strict):
     roles: ModelRoles = Field(default_factory=ModelRoles)
     budgets: Budgets = Field(default_factory=Budgets)
     adl: ADLParams = Field(default_factory=ADLParams)
+    methods: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="parameters of diffing methods other than ADL, by method name, e.g. {diff_mining: {n_texts: 256}}",
+    )
     seed: int = 0
     llm_timeout_s: float = 120.0
     llm_retries: int = 5

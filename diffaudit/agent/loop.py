@@ -120,12 +120,19 @@ def run_loop(
     budget: Budget,
     transcript: Transcript | None = None,
     on_turn: Callable[[dict[str, Any]], None] | None = None,
+    intro_data: dict[str, Any] | None = None,
 ) -> LoopResult:
-    """Run the agent until it gives FINAL or its turns run out (status `no_final`)."""
+    """Run the agent until it gives FINAL or its turns run out (status `no_final`).
+
+    A user message may carry `data` beside its text: the methods' structured evidence on the first message
+    (`intro_data`), a tool's `Observation.data` on its observation. LLM policies send only the text.
+    """
     transcript = transcript or Transcript()
     on_turn = on_turn or (lambda _event: None)
     first = _with_budget(intro, budget)
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+    if intro_data:
+        messages[1]["data"] = intro_data
     transcript.write("message", role="system", content=system)
     transcript.write("message", role="user", content=first)
     format_errors = tool_calls = 0
@@ -160,6 +167,8 @@ def run_loop(
         on_turn(event)
         text = _with_budget(observation.text, budget)
         messages.append({"role": "user", "content": text})
+        if observation.data is not None:
+            messages[-1]["data"] = observation.data
         transcript.write("message", role="user", content=text, turn=turn)
     transcript.write("no_final", turns_used=budget.turns_used)
     return LoopResult("no_final", "", budget, messages, format_errors, tool_calls, transcript.events)

@@ -22,9 +22,10 @@ from diffaudit.config import HEURISTIC_AGENT, Settings
 from diffaudit.environments.organisms import Organism, OrganismRegistry
 from diffaudit.graders.base import Grade
 from diffaudit.locking import held_lock
+from diffaudit.methods.arms import ArmSpec, ResolvedArm, arm_spec, resolve_arm
+from diffaudit.methods.base import MethodTarget, PreparedMethod
 from diffaudit.tools.adl.result import ADLResult
 from diffaudit.tools.base import ToolContext, render_tool
-from diffaudit.tools.registry import AGENT_KINDS, load_tools
 
 CONFIG_FILE = "config.json"
 DESCRIPTION_FILE = "description.txt"
@@ -90,11 +91,50 @@ def _public_settings(settings: Settings) -> dict[str, Any]:
     return scrub(settings.model_dump(mode="json"))
 
 
-def system_prompt(agent_kind: str, tools: dict, budget: Budget) -> str:
-    """The system prompt of an agent kind, with its tools' schemas and the budgets."""
+def system_prompt(
+    arm: ResolvedArm, tools: dict, budget: Budget, prepared: dict[str, PreparedMethod] | None = None
+) -> str:
+    """The system prompt of an arm: its first-message paragraph (each method's), tools' schemas and budgets."""
     listing = "\n".join(render_tool(tool) for tool in tools.values())
-    template = prompt_text(f"system_{agent_kind}.txt")
-    return template.format(tools=listing, interactions=budget.interactions, turns=budget.turns).strip()
+    if arm.intro_kind == "methods":
+        paragraphs = [prompt_text("intro_methods.txt").strip()]
+        for method in arm.methods:
+            paragraphs.append(method.system_paragraph((prepared or {}).get(method.name)))
+        first = "\n\n".join(paragraphs)
+    else:
+        first = prompt_text("intro_blackbox.txt").strip()
+    free = [name for name, tool in tools.items() if _is_free(tool)]
+    free_note = "Free tools cost no interactions, but every reply uses a turn. " if free else ""
+    spend_note = "Use the free tools and the overview first. " if free else ""
+    return prompt_text("system_auditor.txt").format(
+        first_message=first, tools=listing, interactions=budget.interactions, turns=budget.turns,
+        free_tools_note=free_note, spend_note=spend_note,
+    ).strip()  # fmt: skip
+
+
+def _is_free(tool: Any) -> bool:
+    """A tool that costs nothing whatever its arguments (its description says so: 'Free.')."""
+    return str(getattr(tool, "description", "")).startswith("Free")
+
+
+def methods_intro(arm: ResolvedArm, prepared: dict[str, PreparedMethod]) -> str:
+    """The first message of a methods arm: each method's overview section, in the arm's order."""
+    return "\n".join(prepared[m.name].overview.rstrip() + "\n" for m in arm.methods)
+
+
+def prepare_methods(
+    arm: ResolvedArm, organism: Organism, model: str, pair: Any, settings: Settings, progress: bool = True,
+    ready: dict[str, PreparedMethod] | None = None,
+) -> dict[str, PreparedMethod]:
+    """Each method of the arm prepared (loaded from its cache, or computed), reusing those in `ready`."""
+    from diffaudit.environments.training import finetuned_identity
+
+    prepared = dict(ready or {})
+    target = MethodTarget(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+    for method in arm.methods:
+        if method.name not in prepared:
+            prepared[method.name] = method.prepare(target, pair, settings, progress=progress)
+    return prepared
 
 
 def blackbox_intro(pair: Any, settings: Settings) -> str:
@@ -116,6 +156,17 @@ def _tensors_loader(organism: Organism, model: str, adl: ADLResult, settings: Se
         return load_adl_tensors(adl_dir(organism, model, settings, adl.corpus_fingerprint))
 
     return load
+
+
+def _resolve(arm: str | ResolvedArm, arms: dict[str, ArmSpec] | None) -> ResolvedArm:
+    from diffaudit.methods.base import MethodError
+
+    if isinstance(arm, ResolvedArm):
+        return arm
+    try:
+        return resolve_arm(arm, arm_spec(arm, arms))
+    except MethodError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _default_policy(settings: Settings) -> tuple[Policy, str]:
@@ -154,7 +205,7 @@ def _write_error(path: Path, stage: str, exc: BaseException) -> None:
 def run_audit(
     organism: Organism | str,
     model: str | None,
-    agent_kind: str,
+    agent_kind: str | ResolvedArm,
     budget: int,
     settings: Settings,
     run_dir: Path | None = None,
@@ -165,13 +216,18 @@ def run_audit(
     grader: Any = None,
     policy_reason: str | None = None,
     console: Console | None = None,
+    arms: dict[str, ArmSpec] | None = None,
+    prepared: dict[str, PreparedMethod] | None = None,
 ) -> RunSummary:
-    """Run one graded audit into `run_dir` (default runs/<organism>/<agent>_i<budget>_<timestamp>/)."""
+    """Run one graded audit into `run_dir` (default runs/<organism>/<arm>_i<budget>_<timestamp>/).
+
+    `agent_kind` is the arm: a name (`adl`, `blackbox`, or one of `arms`) or a resolved arm. Methods already
+    prepared for this target may be passed in `prepared` (or an ADL result in `adl`).
+    """
     start = time.perf_counter()
     if isinstance(organism, str):
         organism = OrganismRegistry(settings.organisms_dirs).get(organism)
-    if agent_kind not in AGENT_KINDS:
-        raise ValueError(f"unknown agent kind '{agent_kind}'; choose adl or blackbox")
+    arm = _resolve(agent_kind, arms)
     if budget < 0:
         raise ValueError(f"the interaction budget must be >= 0, got {budget}")
     model, _ = organism.entry(model)
@@ -187,21 +243,27 @@ def run_audit(
     path = (
         Path(run_dir)
         if run_dir is not None
-        else default_run_dir(settings.runs_dir, organism.name, agent_kind, budget)
+        else default_run_dir(settings.runs_dir, organism.name, arm.name, budget)
     )
+    ready = dict(prepared or {})
+    if adl is not None and "adl" not in ready:
+        from diffaudit.methods.adl import prepared_from_result
+
+        ready["adl"] = prepared_from_result(adl, _tensors_loader(organism, model, adl, settings), settings.adl.top_k)
     busy = f"{path} is in use by another run (a process still writing there); choose another directory"
     with held_lock(path / RUN_LOCK, busy=busy):
         return _run_in_dir(
-            path, organism, model, agent_kind, budget, settings, policy, policy_reason, grader,
-            pair, adl, progress, console, start,
+            path, organism, model, arm, budget, settings, policy, policy_reason, grader,
+            pair, ready, progress, console, start,
         )  # fmt: skip
 
 
 def _run_in_dir(
-    path: Path, organism: Organism, model: str, agent_kind: str, budget: int, settings: Settings,
-    policy: Policy, policy_reason: str, grader: Any, pair: Any, adl: ADLResult | None, progress: bool,
+    path: Path, organism: Organism, model: str, arm: ResolvedArm, budget: int, settings: Settings,
+    policy: Policy, policy_reason: str, grader: Any, pair: Any, ready: dict[str, PreparedMethod], progress: bool,
     console: Console | None, start: float,
 ) -> RunSummary:  # fmt: skip
+    agent_kind = arm.name
     if (path / STATS_FILE).exists():
         raise FileExistsError(f"{path} already holds a completed run; choose another directory")
     path.mkdir(parents=True, exist_ok=True)
@@ -217,6 +279,7 @@ def _run_in_dir(
             "organism_type": organism.type.value,
             "model": model,
             "agent_kind": agent_kind,
+            "arm": {"name": arm.name, **arm.manifest()},
             "budget": budget,
             "turns": settings.budgets.turns,
             "policy": getattr(policy, "name", type(policy).__name__),
@@ -241,32 +304,28 @@ def _run_in_dir(
 
             say(f"loading the model pair for {organism.name} ({model})")
             _, pair = load_pair(organism, model, settings)
-        if agent_kind == "adl" and adl is None:
-            from diffaudit.tools.adl import ensure_adl
-
-            adl = ensure_adl(organism, model, pair, settings, progress=progress)
-        if agent_kind == "adl":
-            from diffaudit.agent.overview import render_overview
-
-            intro = render_overview(adl)
+        prepared = prepare_methods(arm, organism, model, pair, settings, progress, ready)
+        prepared = {m.name: prepared[m.name] for m in arm.methods}  # only this arm's methods reach its tools
+        if arm.intro_kind == "methods":
+            intro = methods_intro(arm, prepared)
+            intro_data = {"evidence": [prepared[m.name].evidence.model_dump() for m in arm.methods]}
         else:
             say("sampling the finetuned model's answers to the baseline prompts")
             intro = blackbox_intro(pair, settings)
+            intro_data = None
         prepare_s = time.perf_counter() - start
 
         stage = "agent"
-        tools = load_tools(agent_kind)
-        loader = (
-            _tensors_loader(organism, model, adl, settings)
-            if adl is not None and agent_kind == "adl"
-            else None
-        )
+        tools = dict(arm.tools)
+        adl_prepared = prepared.get("adl")
         ctx = ToolContext(
-            pair=pair, settings=settings, organism=organism.name, adl=adl if agent_kind == "adl" else None,
-            tensors_loader=loader, seed=settings.seed,
+            pair=pair, settings=settings, organism=organism.name,
+            adl=adl_prepared.result if adl_prepared is not None else None,
+            tensors_loader=adl_prepared.extras.get("tensors_loader") if adl_prepared is not None else None,
+            seed=settings.seed, methods=prepared,
         )  # fmt: skip
         budget_state = Budget(interactions=budget, turns=settings.budgets.turns)
-        system = system_prompt(agent_kind, tools, budget_state)
+        system = system_prompt(arm, tools, budget_state, prepared)
 
         def on_turn(event: dict[str, Any]) -> None:
             what = event["event"] if event["event"] != "tool" else f"{event['tool']} (cost {event['cost']})"
@@ -275,10 +334,12 @@ def _run_in_dir(
             )
 
         say(
-            f"auditing with {config['policy']} ({agent_kind} agent, {budget} interactions, {budget_state.turns} turns)"
+            f"auditing with {config['policy']} ({agent_kind} arm, {budget} interactions, {budget_state.turns} turns)"
         )
         loop_start = time.perf_counter()
-        result: LoopResult = run_loop(policy, system, intro, tools, ctx, budget_state, transcript, on_turn)
+        result: LoopResult = run_loop(
+            policy, system, intro, tools, ctx, budget_state, transcript, on_turn, intro_data=intro_data
+        )
         loop_s = time.perf_counter() - loop_start
 
         stage = "grade"

@@ -54,41 +54,50 @@ MANIFEST_FILE = "bench.json"
 BENCH_LOCK = ".bench.lock"  # held while an `audit bench` process writes the bench dir
 Mode = Literal["thread", "process", "ray"]
 
-# (organism, model, settings, need_adl, progress) -> (pair, adl)
-Preparer = Callable[[Organism, str, Settings, bool, bool], tuple[Any, Any]]
-# (organism, cell, settings, run dir, pair, adl, policy) -> anything; raises on failure
-CellRunner = Callable[[Organism, Cell, Settings, Path, Any, Any, Any], Any]
+# (organism, model, settings, method names, progress) -> (pair, {method name: PreparedMethod})
+Preparer = Callable[[Organism, str, Settings, list[str], bool], tuple[Any, Any]]
+# (organism, cell, settings, run dir, pair, prepared methods, policy, resolved arm) -> anything; raises on failure
+CellRunner = Callable[[Organism, Cell, Settings, Path, Any, Any, Any, Any], Any]
 # cell -> a Policy for run_audit, or None for the one settings.roles.agent names
 PolicyFactory = Callable[[Cell], Any]
 
 
-def prepare_target(organism: Organism, model: str, settings: Settings, need_adl: bool, progress: bool) -> tuple[Any, Any]:
-    """Load the organism's model pair (building a recipe organism first) and, if needed, its ADL cache."""
+def prepare_target(
+    organism: Organism, model: str, settings: Settings, methods: list[str], progress: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Load the organism's model pair (building a recipe organism first) and prepare each named method once."""
     from diffaudit.environments.loading import load_pair
+    from diffaudit.environments.training import finetuned_identity
+    from diffaudit.methods import MethodTarget, load_method
 
     _, pair = load_pair(organism, model, settings)
-    adl = None
-    if need_adl:
-        from diffaudit.tools.adl import ensure_adl
-
-        adl = ensure_adl(organism, model, pair, settings, progress=progress)
-    return pair, adl
+    target = MethodTarget(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+    prepared = {name: load_method(name)[0].prepare(target, pair, settings, progress=progress) for name in methods}
+    return pair, prepared
 
 
-def audit_cell(organism: Organism, cell: Cell, settings: Settings, path: Path, pair: Any, adl: Any, policy: Any) -> Any:
-    """One cell = one `run_audit` into its run dir, reusing the target's loaded pair and ADL result."""
+def audit_cell(
+    organism: Organism, cell: Cell, settings: Settings, path: Path, pair: Any, prepared: Any, policy: Any, arm: Any
+) -> Any:
+    """One cell = one `run_audit` into its run dir, reusing the target's loaded pair and prepared methods."""
     from diffaudit.agent.run import run_audit
+    from diffaudit.tools.adl.result import ADLResult
 
+    adl = prepared if isinstance(prepared, ADLResult) else None  # a preparer may hand over a bare ADL result
     return run_audit(
-        organism, cell.target.model, cell.agent, cell.budget, settings, path,
-        policy=policy, pair=pair, adl=adl, progress=False,
+        organism, cell.target.model, arm if arm is not None else cell.agent, cell.budget, settings, path,
+        policy=policy, pair=pair, adl=adl, prepared=prepared if isinstance(prepared, dict) else None,
+        progress=False,
     )  # fmt: skip
 
 
 def cell_settings(settings: Settings, cell: Cell) -> Settings:
-    """The settings of one cell: its interaction budget, and seed = base seed + repeat."""
+    """The settings of one cell: its interaction budget, seed = base seed + repeat, and its agent model."""
     budgets = settings.budgets.model_copy(update={"interactions": cell.budget})
-    return settings.model_copy(update={"seed": settings.seed + cell.repeat, "budgets": budgets}, deep=True)
+    update: dict[str, Any] = {"seed": settings.seed + cell.repeat, "budgets": budgets}
+    if cell.agent_model:
+        update["roles"] = settings.roles.model_copy(update={"agent": cell.agent_model})
+    return settings.model_copy(update=update, deep=True)
 
 
 class LockedPair:
@@ -132,11 +141,23 @@ class TargetJob:
     policy_factory: PolicyFactory | None = None
     threads: int = 1
     progress: bool = False
+    arms: dict[str, Any] = field(default_factory=dict)  # arm name -> ResolvedArm
+
+    def methods(self) -> list[str]:
+        """The methods any of this job's cells needs, in first-use order."""
+        names: list[str] = []
+        for cell in self.cells:
+            arm = self.arms.get(cell.agent)
+            spec = arm.spec if arm is not None else None
+            for name in (spec.methods if spec is not None else (["adl"] if cell.agent == "adl" else [])):
+                if name not in names:
+                    names.append(name)
+        return names
 
 
 @dataclass
 class BenchPlan:
-    """A validated grid with what is already on disk."""
+    """A validated grid with what is already on disk, and each arm resolved (its methods and tools loaded)."""
 
     config: BenchConfig
     out: Path
@@ -144,6 +165,7 @@ class BenchPlan:
     organisms: dict[str, Organism]
     cells: list[Cell]
     states: dict[Cell, CellState]
+    arms: dict[str, Any] = field(default_factory=dict)  # arm name -> ResolvedArm
 
     def pending(self) -> list[Cell]:
         return [c for c in self.cells if self.states[c] is not CellState.COMPLETED]
@@ -163,12 +185,19 @@ class BenchOutcome:
 
 def plan_bench(config: BenchConfig, out: Path | None = None, registry: OrganismRegistry | None = None) -> BenchPlan:
     """Resolve organisms, expand the grid and read each cell's state; touches no model."""
+    from diffaudit.methods import MethodError, resolve_arm
+
     registry = registry or OrganismRegistry(config.settings.organisms_dirs)
     out = Path(out) if out is not None else config.out_dir()
     targets = resolve_targets(config, registry, source=config.name or "bench config")
     cells = expand_grid(config, targets)
     organisms = {t.organism: registry.get(t.organism) for t in targets}
-    return BenchPlan(config, out, targets, organisms, cells, {c: cell_state(run_dir(out, c)) for c in cells})
+    try:
+        arms = {name: resolve_arm(name, spec) for name, spec in (config.arms or {}).items()}
+    except MethodError as exc:
+        raise ConfigError(f"{config.name or 'bench config'}: field 'arms': {exc}") from exc
+    states = {c: cell_state(run_dir(out, c)) for c in cells}
+    return BenchPlan(config, out, targets, organisms, cells, states, arms)
 
 
 def check_llm_roles(settings: Settings) -> None:
@@ -197,6 +226,7 @@ def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> Non
     path = plan.out / MANIFEST_FILE
     settings = comparable_settings(plan.config.settings)
     old_cells: list[dict[str, Any]] = []
+    old: dict[str, Any] = {}
     if path.exists():
         old = json.loads(path.read_text())
         changed = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old["settings"].get(k))
@@ -215,14 +245,36 @@ def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> Non
             "model": cell.target.model,
             "organism_type": cell.target.organism_type,
             "agent": cell.agent,
+            "agent_model": cell.agent_model,
             "budget": cell.budget,
             "repeat": cell.repeat,
         }
-    manifest = {"name": plan.config.name, "settings": settings, "cells": sorted(cells.values(), key=lambda c: c["dir"])}
+    arms = {name: arm.manifest() for name, arm in plan.arms.items()}
+    for name, recorded in old.get("arms", {}).items():
+        if name in arms and arms[name] != recorded:
+            raise ConfigError(
+                f"{plan.out}: arm '{name}' now resolves to other methods or tools than its runs here were made "
+                f"with (was {_arm_summary(recorded)}, now {_arm_summary(arms[name])}); use another --out, "
+                "or restore the installed plugins"
+            )
+        arms.setdefault(name, recorded)
+    manifest = {
+        "name": plan.config.name, "settings": settings, "reference": plan.config.reference, "arms": arms,
+        "cells": sorted(cells.values(), key=lambda c: c["dir"]),
+    }  # fmt: skip
     plan.out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(path)
+
+
+def _arm_summary(arm: dict[str, Any]) -> str:
+    def names(items: list[dict[str, str]]) -> str:
+        return ", ".join(
+            i["name"] + (f" ({i['distribution']} {i['version']})" if i.get("source") == "plugin" else "") for i in items
+        )
+
+    return f"methods [{names(arm.get('methods', []))}], tools [{names(arm.get('tools', []))}]"
 
 
 # ---- one target ---------------------------------------------------------------------------------------------
@@ -241,12 +293,13 @@ def record_error(path: Path, cell: Cell, stage: str, exc: BaseException) -> None
     (path / ERROR_FILE).write_text(json.dumps(error, indent=2))
 
 
-def _run_cell(job: TargetJob, cell: Cell, pair: Any, adl: Any) -> CellResult:
+def _run_cell(job: TargetJob, cell: Cell, pair: Any, prepared: Any) -> CellResult:
     path = run_dir(job.out, cell)
     start = time.perf_counter()
     try:
         policy = job.policy_factory(cell) if job.policy_factory is not None else None
-        job.cell_runner(job.organism, cell, cell_settings(job.settings, cell), path, pair, adl, policy)
+        arm = job.arms.get(cell.agent)
+        job.cell_runner(job.organism, cell, cell_settings(job.settings, cell), path, pair, prepared, policy, arm)
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and never stops the grid
         record_error(path, cell, "run", exc)
         return CellResult(cell, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
@@ -267,9 +320,8 @@ def run_target(job: TargetJob, on_done: Callable[[CellResult], None] | None = No
         path = run_dir(job.out, cell)
         if path.exists():
             shutil.rmtree(path)
-    need_adl = any(c.agent == "adl" for c in job.cells)
     try:
-        pair, adl = job.preparer(job.organism, job.target.model, job.settings, need_adl, job.progress)
+        pair, adl = job.preparer(job.organism, job.target.model, job.settings, job.methods(), job.progress)
     except Exception as exc:  # noqa: BLE001 - the target's cells fail; other targets go on
         results = []
         for cell in job.cells:
@@ -333,7 +385,7 @@ def target_jobs(
             jobs.append(
                 TargetJob(
                     plan.organisms[target.organism], target, cells, plan.out.resolve(), plan.config.settings,
-                    preparer, cell_runner, policy_factory, threads, progress,
+                    preparer, cell_runner, policy_factory, threads, progress, plan.arms,
                 )
             )  # fmt: skip
     return jobs

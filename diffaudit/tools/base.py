@@ -20,11 +20,13 @@ class ToolArgs(BaseModel):
 
 
 class Observation(BaseModel):
-    """What a tool returns to the agent: text, the interactions it cost, and whether it is an error."""
+    """What a tool returns to the agent: text, the interactions it cost, whether it is an error, and the same
+    content as structured `data` (for policies that read fields rather than text)."""
 
     text: str
     cost: int = 0
     error: bool = False
+    data: dict[str, Any] | None = None
 
 
 class ToolUnavailable(RuntimeError):
@@ -33,7 +35,11 @@ class ToolUnavailable(RuntimeError):
 
 @dataclass
 class ToolContext:
-    """What tools may use. Holds the organism's NAME only: ground truth never reaches a tool."""
+    """What tools may use: the pair, the settings, each method's prepared result (`methods`, by method name)
+    and the organism's NAME only. Ground truth, and anything computed from it, never reaches a tool.
+
+    `adl` and `tensors_loader` are the ADL method's result and tensors, kept as fields for ADL's own tools.
+    """
 
     pair: Any
     settings: Settings
@@ -41,7 +47,15 @@ class ToolContext:
     adl: ADLResult | None = None
     tensors_loader: Callable[[], dict[str, Any]] | None = None
     seed: int = 0
+    methods: dict[str, Any] = field(default_factory=dict)
     _tensors: dict[str, Any] | None = field(default=None, repr=False)
+
+    def method_result(self, name: str) -> Any:
+        """The prepared result of method `name` in this audit (ToolUnavailable when the arm lacks it)."""
+        prepared = self.methods.get(name)
+        if prepared is None:
+            raise ToolUnavailable(f"no {name} result is available in this audit")
+        return prepared.result
 
     def require_adl(self) -> ADLResult:
         if self.adl is None:

@@ -161,7 +161,8 @@ def test_missing_pair_and_adl_are_loaded(tmp_path, organism, settings, monkeypat
     )
     monkeypatch.setattr(
         adl_module, "ensure_adl",
-        lambda o, m, p, s, progress=True: (calls.append(("adl", o.name, m, progress)), fake_adl())[1], raising=False,
+        lambda o, m, p, s, progress=True, force=False: (calls.append(("adl", o.name, m, progress)), fake_adl())[1],
+        raising=False,
     )  # fmt: skip
     summary = run_audit(organism, None, "adl", 0, settings, tmp_path / "run", policy=ScriptedPolicy([FINAL]),
                         progress=False, grader=FakeGrader())  # fmt: skip
@@ -206,7 +207,7 @@ def test_default_run_dir_layout(tmp_path):
 
 
 def test_bad_arguments_fail_before_writing(tmp_path, organism, settings):
-    with pytest.raises(ValueError, match="unknown agent kind"):
+    with pytest.raises(ValueError, match="unknown arm .greybox."):
         _audit(organism, settings, tmp_path / "run", [FINAL], kind="greybox")
     assert not (tmp_path / "run").exists()
 
@@ -223,7 +224,7 @@ def cli(monkeypatch, tmp_path):
     from diffaudit import run_cli
 
     monkeypatch.setattr(loading, "load_pair", lambda o, m, s: (m, FakePair()))
-    monkeypatch.setattr(adl_module, "ensure_adl", lambda o, m, p, s, progress=True: fake_adl(), raising=False)
+    monkeypatch.setattr(adl_module, "ensure_adl", lambda o, m, p, s, progress=True, force=False: fake_adl(), raising=False)
     monkeypatch.setattr(run_module, "_default_grader", lambda settings: FakeGrader())
     monkeypatch.setattr(run_cli, "console", run_cli.Console(width=200, force_terminal=False))
     app = typer.Typer()

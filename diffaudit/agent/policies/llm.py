@@ -41,7 +41,7 @@ class LLMPolicy:
 
         reply = complete(
             self.model,
-            messages,
+            [{"role": m["role"], "content": m["content"]} for m in messages],  # text only, never `data`
             timeout_s=self.timeout_s,
             retries=self.retries,
             max_tokens=self.max_tokens,
