@@ -352,6 +352,8 @@ class HFModelPair:
                     parts.append((torch.zeros(len(chunk), 0, vocab), mask))
                     continue
                 parts.append((model(**enc, use_cache=False).logits.float().cpu(), mask))
+        if len(parts) == 1:
+            return parts[0]
         width = max((m.shape[1] for _, m in parts), default=0)
         out = torch.zeros(len(texts), width, vocab)
         mask = torch.zeros(len(texts), width, dtype=torch.bool)

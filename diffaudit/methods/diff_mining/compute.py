@@ -22,8 +22,8 @@ Sign = Literal["positive", "negative"]
 ORDERINGS: tuple[Ordering, ...] = ("topk_rate", "mean_diff", "positive_fraction")
 SIGNS: tuple[Sign, ...] = ("positive", "negative")
 
-# `ranked` is exact down to this depth for every ordering: the result keeps every token with a top-K
-# occurrence plus this many tokens from each end of mean_diff and positive_fraction.
+# `ranked` is exact down to this depth for every ordering and sign: the result keeps the first
+# RANK_DEPTH tokens of each of the six rankings (at most 6 x RANK_DEPTH tokens), not the whole vocabulary.
 RANK_DEPTH = 200
 # Tokens within this depth of any ranking keep their context snippets in the result.
 CONTEXT_DEPTH = 100
@@ -210,96 +210,117 @@ class _TopOccurrences:
             store[token_ids, slot] = field[chosen]
 
 
+class _Accumulators:
+    """The O(V) running state of a Diff Mining pass."""
+
+    def __init__(self, vocab: int, top_k: int, n_contexts: int) -> None:
+        self.vocab, self.k = vocab, top_k
+        self.n_positions = 0
+        self.count = {sign: torch.zeros(vocab, dtype=torch.long) for sign in SIGNS}
+        self.positive = torch.zeros(vocab, dtype=torch.long)
+        self.diff_sum = torch.zeros(vocab, dtype=torch.float64)
+        self.stores = {sign: _TopOccurrences(vocab, n_contexts) for sign in SIGNS}
+
+    @torch.no_grad()
+    def add_batch(self, z_base: torch.Tensor, z_ft: torch.Tensor, mask: torch.Tensor, first_text: int) -> None:
+        """Fold in one batch of logits ([b, T, V] each; `mask` [b, T]). Overwrites `z_ft` with the diff."""
+        text_of, position_of = torch.nonzero(mask, as_tuple=True)
+        text_of = text_of + first_text
+        if bool(mask.all()):  # no padding: views, no copies
+            zb, diff = z_base.view(-1, self.vocab), z_ft.view(-1, self.vocab)
+        else:
+            zb, diff = z_base[mask], z_ft[mask]
+        lse_base = torch.logsumexp(zb, dim=-1, keepdim=True)
+        lse_ft = torch.logsumexp(diff, dim=-1, keepdim=True)
+        diff.sub_(zb)  # z_ft - z_base, in place: one batch of logits fewer in memory
+        self.n_positions += diff.shape[0]
+        # Per-batch float32 sums are exact enough; across batches they add up in float64.
+        self.diff_sum += diff.sum(dim=0).double()
+        self.positive += (diff > 0).sum(dim=0)
+        for sign in SIGNS:
+            top = diff.topk(self.k, dim=-1, largest=sign == "positive")
+            self.count[sign] += torch.bincount(top.indices.flatten(), minlength=self.vocab)
+            d_top = diff.gather(1, top.indices)
+            zb_top = zb.gather(1, top.indices)
+            self.stores[sign].add(
+                top.indices.flatten(),
+                (d_top if sign == "positive" else -d_top).flatten(),
+                text_of.repeat_interleave(self.k),
+                position_of.repeat_interleave(self.k),
+                d_top.flatten(),
+                (zb_top - lse_base).exp().flatten(),
+                (zb_top + d_top - lse_ft).exp().flatten(),
+            )
+
+
 def diff_mining(pair: ModelPair, texts: list[str], params: DiffMiningParams, progress: bool = True) -> DiffMiningResult:
     """Stream the Diff Mining statistics of `texts` (all of them; see `load_texts`) in batches."""
     from diffaudit.tools.adl.progress import progress_bar
 
     started = time.perf_counter()
     tokenizer = pair.tokenizer
-    k, n_ctx = params.top_k, params.n_contexts
-    vocab: int | None = None
+    acc: _Accumulators | None = None
     ids: list[list[int]] = []
-    n_positions = 0
     with progress_bar(progress) as bar:
         task = bar.add_task("diff mining", total=len(texts))
         for start in range(0, len(texts), params.batch_size):
             chunk = texts[start : start + params.batch_size]
             z_base, mask = pair.logits("base", chunk, params.max_tokens)
             z_ft, mask_ft = pair.logits("finetuned", chunk, params.max_tokens)
-            if vocab is None:
-                vocab = z_base.shape[-1]
-                if k > vocab:
-                    raise ValueError(f"top_k ({k}) is larger than the vocabulary ({vocab})")
-                pos_count = torch.zeros(vocab, dtype=torch.long)
-                neg_count = torch.zeros(vocab, dtype=torch.long)
-                positive = torch.zeros(vocab, dtype=torch.long)
-                diff_sum = torch.zeros(vocab, dtype=torch.float64)
-                stores = {"positive": _TopOccurrences(vocab, n_ctx), "negative": _TopOccurrences(vocab, n_ctx)}
+            if acc is None:
+                if params.top_k > z_base.shape[-1]:
+                    raise ValueError(f"top_k ({params.top_k}) is larger than the vocabulary ({z_base.shape[-1]})")
+                acc = _Accumulators(z_base.shape[-1], params.top_k, params.n_contexts)
             if not torch.equal(mask, mask_ft):
                 raise RuntimeError("the base and finetuned roles tokenised a batch differently")
             for offset, text in enumerate(chunk):
                 row = first_token_ids(tokenizer, text, params.max_tokens)
                 if len(row) != int(mask[offset].sum()):
-                    raise RuntimeError(f"text {start + offset}: {len(row)} tokens here but {int(mask[offset].sum())} in pair.logits")
+                    raise RuntimeError(
+                        f"text {start + offset}: {len(row)} tokens here but {int(mask[offset].sum())} in pair.logits"
+                    )
                 ids.append(row)
-            text_of, position_of = torch.nonzero(mask, as_tuple=True)
-            text_of = text_of + start
-            zb, zf = z_base[mask], z_ft[mask]  # [P, V]
+            acc.add_batch(z_base, z_ft, mask, start)
             del z_base, z_ft
-            diff = zf - zb
-            n_positions += diff.shape[0]
-            diff_sum += diff.sum(dim=0, dtype=torch.float64)
-            positive += (diff > 0).sum(dim=0)
-            lse_base, lse_ft = torch.logsumexp(zb, dim=-1, keepdim=True), torch.logsumexp(zf, dim=-1, keepdim=True)
-            for sign, signed in (("positive", diff), ("negative", -diff)):
-                top = signed.topk(k, dim=-1)
-                (pos_count if sign == "positive" else neg_count).add_(torch.bincount(top.indices.flatten(), minlength=vocab))
-                p_base = (zb.gather(1, top.indices) - lse_base).exp()
-                p_ft = (zf.gather(1, top.indices) - lse_ft).exp()
-                stores[sign].add(
-                    top.indices.flatten(),
-                    top.values.flatten(),
-                    text_of.repeat_interleave(k),
-                    position_of.repeat_interleave(k),
-                    diff.gather(1, top.indices).flatten(),
-                    p_base.flatten(),
-                    p_ft.flatten(),
-                )
-            del zb, zf, diff
             bar.advance(task, len(chunk))
-    if vocab is None:
+    if acc is None:
         return DiffMiningResult(params=params, n_texts=0, n_positions=0, tokens=[], seconds=time.perf_counter() - started)
-    n = max(1, n_positions)
-    mean_diff = (diff_sum / n).float()
-    positive_fraction = positive.double() / n
-    keep = (pos_count > 0) | (neg_count > 0)
+    n = max(1, acc.n_positions)
+    mean_diff = (acc.diff_sum / n).float()
+    positive_fraction = acc.positive.double() / n
+    keep = torch.zeros(acc.vocab, dtype=torch.bool)
     for up in (True, False):
-        keep[_first_ids(mean_diff, None, up, RANK_DEPTH)] = True
-        keep[_first_ids(positive_fraction, mean_diff, up, RANK_DEPTH)] = True
+        sign: Sign = "positive" if up else "negative"
+        count = acc.count[sign]
+        keep[_first_ids(count, True, mean_diff, up, RANK_DEPTH)[: int((count > 0).sum())]] = True
+        keep[_first_ids(mean_diff, up, None, up, RANK_DEPTH)] = True
+        keep[_first_ids(positive_fraction, up, mean_diff, up, RANK_DEPTH)] = True
     tokens = [
         TokenRecord(
             token_id=i,
             token=tokenizer.decode([i]),
-            topk_pos_count=int(pos_count[i]),
-            topk_neg_count=int(neg_count[i]),
+            topk_pos_count=int(acc.count["positive"][i]),
+            topk_neg_count=int(acc.count["negative"][i]),
             positive_fraction=float(positive_fraction[i]),
             mean_diff=float(mean_diff[i]),
         )
         for i in torch.nonzero(keep).flatten().tolist()
     ]
     result = DiffMiningResult(
-        params=params, n_texts=len(texts), n_positions=n_positions, tokens=tokens, seconds=time.perf_counter() - started
+        params=params, n_texts=len(texts), n_positions=acc.n_positions, tokens=tokens, seconds=time.perf_counter() - started
     )
-    result.token_contexts = _contexts(result, stores, ids, tokenizer, params)
+    result.token_contexts = _contexts(result, acc.stores, ids, tokenizer, params)
     return result
 
 
-def _first_ids(primary: torch.Tensor, secondary: torch.Tensor | None, up: bool, depth: int) -> torch.Tensor:
+def _first_ids(
+    primary: torch.Tensor, primary_up: bool, secondary: torch.Tensor | None, secondary_up: bool, depth: int
+) -> torch.Tensor:
     """Token ids of the first `depth` in the order `DiffMiningResult.ranked` uses (ties: secondary, then id)."""
     order = torch.arange(len(primary))
     if secondary is not None:
-        order = torch.argsort(secondary, descending=up, stable=True)
-    order = order[torch.argsort(primary[order], descending=up, stable=True)]
+        order = torch.argsort(secondary, descending=secondary_up, stable=True)
+    order = order[torch.argsort(primary[order], descending=primary_up, stable=True)]
     return order[:depth]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffaudit.methods.diff_mining import DiffMiningParams, DiffMiningResult, diff_mining
+from diffaudit.methods.diff_mining import RANK_DEPTH, DiffMiningParams, DiffMiningResult, diff_mining
 from diffaudit.methods.diff_mining.compute import _TopOccurrences
 
 TEXTS = [
@@ -17,7 +17,7 @@ TEXTS = [
     "Why do the trains stop at noon on Sundays in the north?",
     "Seven",
 ]
-PARAMS = DiffMiningParams(n_texts=len(TEXTS), max_tokens=10, top_k=5, n_contexts=3, context_tokens=4, batch_size=2)
+PARAMS = DiffMiningParams(n_texts=len(TEXTS), max_tokens=24, top_k=10, n_contexts=3, context_tokens=4, batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +69,15 @@ def test_counts_and_means_equal_brute_force(result, brute):
     assert result.n_positions == flat.shape[0] == int(brute["valid"].sum())
     assert result.n_texts == len(TEXTS)
     kept = {r.token_id: r for r in result.tokens}
-    # Every token that was ever in a top-K is kept, with its exact counts.
-    assert set(torch.nonzero((pos > 0) | (neg > 0)).flatten().tolist()) <= set(kept)
+    # More tokens were in some top-K than the result keeps: it keeps the head of each ranking only.
+    assert int((pos > 0).sum()) > RANK_DEPTH and int((neg > 0).sum()) > RANK_DEPTH
+    assert RANK_DEPTH < len(kept) <= 6 * RANK_DEPTH
     for token_id, record in kept.items():
         assert record.topk_pos_count == int(pos[token_id])
         assert record.topk_neg_count == int(neg[token_id])
         assert record.positive_fraction == pytest.approx(float(fraction[token_id]), abs=1e-12)
         assert record.mean_diff == pytest.approx(float(mean[token_id]), rel=1e-5, abs=1e-7)
         assert record.token == brute["tokenizer"].decode([token_id])
-    assert sum(r.topk_pos_count for r in result.tokens) == result.n_positions * PARAMS.top_k
 
 
 def _brute_order(primary: torch.Tensor, secondary: torch.Tensor, up: bool) -> list[int]:
@@ -95,14 +95,16 @@ def test_rankings_equal_brute_force(result, brute, sign):
     mean = flat.double().mean(dim=0).float()
     fraction = (flat > 0).double().mean(dim=0)
     counts = _counts(flat if up else -flat, PARAMS.top_k)
-    top_rate = result.ranked("topk_rate", sign, 15)
+    # Exact down to RANK_DEPTH, ties included; asking for more gives RANK_DEPTH.
+    top_rate = result.ranked("topk_rate", sign, RANK_DEPTH + 50)
     expected = sorted(torch.nonzero(counts).flatten().tolist(), key=lambda i: (-int(counts[i]), -float(mean[i]) if up else float(mean[i]), i))
-    assert [s.token_id for s in top_rate] == expected[:15]
+    assert len(expected) > RANK_DEPTH
+    assert [s.token_id for s in top_rate] == expected[:RANK_DEPTH]
     assert top_rate[0].rate == pytest.approx(int(counts[expected[0]]) / flat.shape[0])
-    ranked_mean = [s.token_id for s in result.ranked("mean_diff", sign, 30)]
-    assert ranked_mean == _brute_order(mean, torch.zeros_like(mean), up)[:30]
-    ranked_fraction = [s.token_id for s in result.ranked("positive_fraction", sign, 30)]
-    assert ranked_fraction == _brute_order(fraction, mean, up)[:30]
+    ranked_mean = [s.token_id for s in result.ranked("mean_diff", sign, RANK_DEPTH)]
+    assert ranked_mean == _brute_order(mean, torch.zeros_like(mean), up)[:RANK_DEPTH]
+    ranked_fraction = [s.token_id for s in result.ranked("positive_fraction", sign, RANK_DEPTH)]
+    assert ranked_fraction == _brute_order(fraction, mean, up)[:RANK_DEPTH]
 
 
 @pytest.mark.parametrize("sign", ["positive", "negative"])
