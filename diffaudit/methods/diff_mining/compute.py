@@ -39,7 +39,7 @@ class DiffMiningParams(BaseModel):
     top_k: int = Field(20, ge=1, description="K of the per-position top-K of the logit difference")
     n_contexts: int = Field(5, ge=0, description="context snippets kept per token and sign")
     context_tokens: int = Field(12, ge=1, description="tokens of text shown before a snippet's predicted token")
-    batch_size: int = Field(16, ge=1, description="texts per forward pass (memory ~ batch x tokens x V)")
+    batch_size: int = Field(8, ge=1, description="texts per forward pass (memory ~ batch x tokens x V)")
     corpus: str = Field("local:pretrain", description="corpus spec of the texts (see environments.corpora)")
 
 
