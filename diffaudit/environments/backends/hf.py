@@ -8,7 +8,8 @@ activation reads stop the forward pass right after the requested layer.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -38,11 +39,18 @@ def _replace_hidden(output, hidden):
 
 @torch.no_grad()
 def generate_completions(
-    model, tokenizer, texts: list[str], sampling: Sampling, batch_size: int, add_special_tokens: bool
+    model,
+    tokenizer,
+    texts: list[str],
+    sampling: Sampling,
+    batch_size: int,
+    add_special_tokens: bool,
+    processors: Callable[[dict[str, torch.Tensor]], list] | None = None,
 ) -> list[str]:
     """The stripped completion of each text, generated in left-padded batches on the model's device.
 
-    Leaves the tokenizer padding on the left.
+    `processors`, when given, makes the logits processors of one batch from its encoding; they run
+    before temperature and top-p. Leaves the tokenizer padding on the left.
     """
     tokenizer.padding_side = "left"
     results: list[str] = []
@@ -57,10 +65,55 @@ def generate_completions(
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if processors is not None:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(processors(enc))
         generated = model.generate(**enc, **kwargs)
         new_tokens = generated[:, enc["input_ids"].shape[1] :]
         results.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return results
+
+
+# Elements (batch x tokens x vocabulary) of one float32 logits tensor in `token_logprobs`: about 256 MB.
+_SCORE_ELEMENTS = 1 << 26
+
+
+class _AmplifiedLogits:
+    """Logits processor for one generate batch: turns z_ft into z_ft + alpha * (z_ft - z_base).
+
+    `base_forward(**kwargs)` runs the base model. It keeps its own key/value cache and feeds the base
+    the same padding mask and position ids that `generate` feeds the finetuned model, so alpha = -1
+    reproduces base sampling. Written as (1 + alpha) * z_ft - alpha * z_base, so that alpha = 0 returns
+    z_ft exactly and alpha = -1 returns z_base exactly.
+    """
+
+    def __init__(self, base_forward: Callable[..., object], attention_mask: torch.Tensor, alpha: float) -> None:
+        self._base_forward = base_forward
+        self._mask = attention_mask
+        self._alpha = alpha
+        self._cache = None
+        self._seen = 0
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        grown = input_ids.shape[1] - self._mask.shape[1]
+        if grown > 0:
+            self._mask = torch.cat([self._mask, self._mask.new_ones((self._mask.shape[0], grown))], dim=1)
+        positions = (self._mask.long().cumsum(-1) - 1).masked_fill(self._mask == 0, 0)
+        new = input_ids.shape[1] - self._seen
+        out = self._base_forward(
+            input_ids=input_ids[:, -new:],
+            attention_mask=self._mask,
+            position_ids=positions[:, -new:],
+            cache=self._cache,
+            use_cache=True,
+        )
+        self._cache, self._seen = out.cache, input_ids.shape[1]
+        base = out.logits[:, -1, :].to(scores.dtype)
+        amplified = (1.0 + self._alpha) * scores - self._alpha * base
+        # A token another processor banned (-inf) stays banned.
+        return torch.where(torch.isneginf(scores), scores, amplified)
 
 
 class HFModelPair:
@@ -198,6 +251,13 @@ class HFModelPair:
         texts = [self._chat_text(p) for p in prompts] if chat else prompts
         return generate_completions(model, self._tokenizer, texts, sampling, self.batch_size, add_special_tokens=not chat)
 
+    def _base_forward(self, **kwargs):
+        """One forward pass of the base model, also from inside the finetuned model's `generate`."""
+        if self._separate:
+            return self._separate["base"](**kwargs)
+        with self._peft.disable_adapter():
+            return self._lm(**kwargs)
+
     def generate(self, role: Role, prompts: list[str], sampling: Sampling, chat: bool = True) -> list[str]:
         with self._role(role) as model:
             return self._generate_with(model, prompts, sampling, chat)
@@ -208,6 +268,19 @@ class HFModelPair:
         addition = (alpha * vector.float()).to(self.device)
         with self._role("finetuned") as model, self._steer_hook(model, layer, addition):
             return self._generate_with(model, prompts, sampling, chat=True)
+
+    def generate_amplified(self, prompts: list[str], alpha: float, sampling: Sampling) -> list[str]:
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be a finite number, not {alpha!r}")
+        texts = [self._chat_text(p) for p in prompts]
+
+        def processors(enc: dict[str, torch.Tensor]) -> list:
+            return [_AmplifiedLogits(self._base_forward, enc["attention_mask"], float(alpha))]
+
+        with self._role("finetuned") as model:
+            return generate_completions(
+                model, self._tokenizer, texts, sampling, self.batch_size, add_special_tokens=False, processors=processors
+            )
 
     @torch.no_grad()
     def patch_last_token(self, prompt: str, layer: int, vector: torch.Tensor) -> torch.Tensor:
@@ -263,6 +336,81 @@ class HFModelPair:
                 targets = ids[0, -n:]
                 scores.append(float(logp[0, -n - 1 : -1].gather(1, targets.unsqueeze(1)).sum()))
         return scores
+
+    @torch.no_grad()
+    def logits(self, role: Role, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        with self._role(role) as model:
+            vocab = int(model.config.vocab_size)
+            for _, chunk in self._batches(texts, self.batch_size):
+                # A prefix far longer than max_tokens tokens has the same first tokens as the text.
+                enc = self._encode([t[: 64 * max_tokens + 64] for t in chunk], side="right", max_length=max_tokens)
+                mask = enc["attention_mask"].bool().cpu()
+                if mask.shape[1] == 0:
+                    parts.append((torch.zeros(len(chunk), 0, vocab), mask))
+                    continue
+                parts.append((model(**enc, use_cache=False).logits.float().cpu(), mask))
+        if len(parts) == 1:
+            return parts[0]
+        width = max((m.shape[1] for _, m in parts), default=0)
+        out = torch.zeros(len(texts), width, vocab)
+        mask = torch.zeros(len(texts), width, dtype=torch.bool)
+        row = 0
+        for logits, m in parts:
+            out[row : row + len(m), : m.shape[1]] = logits
+            mask[row : row + len(m), : m.shape[1]] = m
+            row += len(m)
+        return out, mask
+
+    def _score_ids(self, texts: list[str], chat: bool) -> tuple[list[list[int]], int]:
+        """Token ids of each text to score, and the index of the first scored token."""
+        if not chat:
+            return [self._tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts], 1
+        head = self._tokenizer(self._chat_text(""), add_special_tokens=False)["input_ids"]
+        tails = [self._tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        return [head + tail for tail in tails], len(head)
+
+    @torch.no_grad()
+    def token_logprobs(self, texts: list[str], chat: bool = False) -> list[dict]:
+        ids, first = self._score_ids(texts, chat)
+        vocab = int(self._lm.config.vocab_size)
+        pad = self._tokenizer.pad_token_id
+        results: list[dict] = [{"tokens": [], "logp_base": [], "logp_ft": [], "kl": []} for _ in texts]
+        # Texts with nothing to score keep their empty result and never run.
+        order = sorted((i for i in range(len(texts)) if len(ids[i]) > first), key=lambda i: len(ids[i]))
+        start = 0
+        while start < len(order):
+            # Texts sorted by length, grouped so that one logits tensor stays near _SCORE_ELEMENTS.
+            stop = start + 1
+            while stop < len(order) and (stop - start + 1) * len(ids[order[stop]]) * vocab <= _SCORE_ELEMENTS:
+                stop += 1
+            group = order[start:stop]
+            start = stop
+            width = max(len(ids[i]) for i in group)
+            batch = torch.full((len(group), width), pad, dtype=torch.long)
+            mask = torch.zeros(len(group), width, dtype=torch.long)
+            for row, i in enumerate(group):
+                batch[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            enc = {"input_ids": batch.to(self.device), "attention_mask": mask.to(self.device)}
+            logp = {}
+            for role in ("base", "finetuned"):
+                with self._role(role) as model:
+                    logp[role] = torch.log_softmax(model(**enc, use_cache=False).logits.float(), dim=-1).cpu()
+            for row, i in enumerate(group):
+                n = len(ids[i])
+                targets = torch.tensor(ids[i][first:n]).unsqueeze(1)
+                lb, lf = logp["base"][row, first - 1 : n - 1], logp["finetuned"][row, first - 1 : n - 1]
+                kl = (lf.exp() * (lf - lb)).sum(dim=-1)
+                results[i] = {
+                    "tokens": [self._tokenizer.decode([t]) for t in ids[i][first:n]],
+                    "logp_base": lb.gather(1, targets).squeeze(1).tolist(),
+                    "logp_ft": lf.gather(1, targets).squeeze(1).tolist(),
+                    "kl": kl.tolist(),
+                }
+        return results
 
 
 def load_pair(base_model: str, adapter=None, finetuned_model=None, device: str = "auto", **options) -> HFModelPair:

@@ -141,6 +141,15 @@ class VLLMModelPair:
     def logprob(self, role: Role, prompts: list[str], continuations: list[str], chat: bool = True) -> list[float]:
         return self._hf_pair().logprob(role, prompts, continuations, chat)
 
+    def logits(self, role: Role, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError("logits is not supported by the vllm backend yet; use backend: hf")
+
+    def token_logprobs(self, texts: list[str], chat: bool = False) -> list[dict]:
+        raise NotImplementedError("token_logprobs is not supported by the vllm backend yet; use backend: hf")
+
+    def generate_amplified(self, prompts: list[str], alpha: float, sampling: Sampling) -> list[str]:
+        raise NotImplementedError("generate_amplified is not supported by the vllm backend yet; use backend: hf")
+
 
 def load_pair(base_model: str, adapter=None, finetuned_model=None, device: str = "auto", **options) -> VLLMModelPair:
     return VLLMModelPair(base_model, adapter=adapter, finetuned_model=finetuned_model, device=device, **options)
