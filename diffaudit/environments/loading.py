@@ -24,6 +24,14 @@ def finetuned_source(organism: Organism, model: str, entry: ModelEntry, settings
     return tuned.adapter_id, tuned.model_id
 
 
+def backend_options(settings: Settings) -> dict:
+    """Keyword options of the configured backend's `load_pair`, from `settings.serving`."""
+    serving = settings.serving
+    if settings.backend == "vllm":
+        return serving.model_dump()
+    return {"dtype": serving.dtype}
+
+
 def load_pair(organism: Organism, model: str | None, settings: Settings) -> tuple[str, ModelPair]:
     """(model name, ModelPair) for the organism on the chosen model and the configured backend."""
     model, entry = organism.entry(model)
@@ -35,5 +43,6 @@ def load_pair(organism: Organism, model: str | None, settings: Settings) -> tupl
         adapter=adapter,
         finetuned_model=full,
         device=settings.device,
+        **backend_options(settings),
     )
     return model, pair
