@@ -70,7 +70,7 @@ def test_roles_pick_the_lora_and_the_hook_steers_only_inside_the_call(engine):
     base = pair.generate("base", ["hi"], Sampling())
     tuned = pair.generate("finetuned", ["hi"], Sampling())
     steered = pair.generate_steered(torch.ones(4), 2, ["hi"], 3.0, Sampling())
-    after = pair.generate("finetuned", ["hi"], Sampling())
+    pair.generate("finetuned", ["hi"], Sampling())
     assert "lora=none" in base[0] and "lora=finetuned" in tuned[0]
     assert [r.steered for r in recorder.requests] == [False, False, True, False]
     assert "steered=True" in steered[0] and "lora=finetuned" in steered[0]

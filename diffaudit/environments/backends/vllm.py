@@ -195,7 +195,10 @@ class VLLMModelPair:
             shutdown()
         del llm
         with contextlib.suppress(ImportError):
-            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+            from vllm.distributed.parallel_state import (
+                destroy_distributed_environment,
+                destroy_model_parallel,
+            )
 
             destroy_model_parallel()
             destroy_distributed_environment()
