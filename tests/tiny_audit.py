@@ -49,18 +49,22 @@ def write_audit_settings(root: Path, cache_dir: Path, runs_dir: Path) -> Path:
     return path
 
 
-def add_hub_repo(hub_cache: Path, repo_id: str, source: Path, revision: str | None = None) -> Path:
+def add_hub_repo(hub_cache: Path, repo_id: str, source: Path, revision: str | None = None, link: bool = False) -> Path:
     """Lay the files of `source` into a Hugging Face hub cache as model repo `repo_id` (blobs, a snapshot
-    of symlinks, refs/main), as `huggingface_hub` leaves a download. Returns the snapshot directory."""
+    of symlinks, refs/main), as `huggingface_hub` leaves a download. Returns the snapshot directory.
+
+    With `link`, each blob is a symlink to the source file (nothing copied; the source is only read)."""
     files = sorted(p for p in Path(source).rglob("*") if p.is_file())
     revision = revision or hashlib.sha1(repo_id.encode()).hexdigest()  # a commit-hash-like name
     repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / revision
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     for file in files:
-        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        digest = hashlib.sha256(str(file.resolve()).encode() if link else file.read_bytes()).hexdigest()
         blob = repo / "blobs" / digest
-        if not blob.exists():
+        if link and not blob.exists():
+            blob.symlink_to(file.resolve())
+        elif not blob.exists():
             shutil.copyfile(file, blob)
         link = snapshot / file.relative_to(source)
         link.parent.mkdir(parents=True, exist_ok=True)

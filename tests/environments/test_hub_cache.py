@@ -165,3 +165,58 @@ def test_hub_ids_from_a_local_cache_audit_end_to_end_offline(hub, tmp_path):
 
     # The vllm backend resolves a hub adapter id to the cached snapshot, offline.
     assert result["vllm_adapter"].startswith(str(hub_cache / ("models--" + LORA.replace("/", "--")) / "snapshots"))
+
+
+@pytest.mark.science
+def test_the_embedded_checkpoint_by_hub_id_offline(tmp_path):
+    """The real SmolLM2-135M-Instruct (read, never written) as a hub repo, a LoRA on it as an adapter repo and
+    the merged weights as a full-finetune repo: a graded ADL audit and an ungraded pair audit, offline."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from diffaudit.environments.embedded import ensure_base_model
+
+    embedded = ensure_base_model()
+    hub_cache = tmp_path / "hf" / "hub"
+    add_hub_repo(hub_cache, "HuggingFaceTB/SmolLM2-135M-Instruct", embedded, link=True)
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(embedded),
+                          LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "lora")
+    add_hub_repo(hub_cache, "me/smollm2-lora", tmp_path / "lora")
+    lora.merge_and_unload().save_pretrained(tmp_path / "merged")
+    AutoTokenizer.from_pretrained(embedded).save_pretrained(tmp_path / "merged")
+    add_hub_repo(hub_cache, "me/smollm2-merged", tmp_path / "merged")
+
+    directory = tmp_path / "organisms"
+    directory.mkdir()
+    (directory / "smol_hub.yaml").write_text(yaml.safe_dump({
+        "name": "smol_hub", "type": "SDF", "description": "A random LoRA on SmolLM2, named by hub ids for an offline test.",
+        "models": {
+            "lora": {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "finetuned": {"adapter_id": "me/smollm2-lora"}},
+            "full": {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "finetuned": {"model_id": "me/smollm2-merged"}},
+        },
+    }))  # fmt: skip
+    cache = tmp_path / "cache"
+    settings = write_audit_settings(tmp_path / "conf", cache, tmp_path / "runs")
+    out = tmp_path / "out"
+    common = ["--config", str(settings), "--organisms-dir", str(directory)]
+    runs = [
+        ["run", "--organism", "smol_hub", "--model", "lora", "--budget", "2", "--out", str(out / "lora"), *common],
+        ["run", "--organism", "smol_hub", "--model", "full", "--agent", "blackbox", "--budget", "1",
+         "--out", str(out / "full"), *common],
+        ["run", "--base", "HuggingFaceTB/SmolLM2-135M-Instruct", "--finetuned", "me/smollm2-merged",
+         "--agent", "blackbox", "--budget", "1", "--out", str(out / "pair"), "--config", str(settings)],
+    ]  # fmt: skip
+    log = tmp_path / "network_attempts.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(log), json.dumps(runs), "me/smollm2-lora"],
+        env=_env(tmp_path, hub_cache, cache), cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    result_line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
+    assert proc.returncode == 0 and result_line, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads(result_line.removeprefix("RESULT "))["codes"] == [0, 0, 0], proc.stdout[-4000:]
+    assert not log.exists(), f"network attempts: {log.read_text()}"
+    assert json.loads((out / "lora" / "stats.json").read_text())["graded"]
+    assert json.loads((out / "pair" / "stats.json").read_text())["graded"] is False
