@@ -163,6 +163,8 @@ def test_serving_settings_reach_the_engine(monkeypatch, thinking_tokenizer, tiny
     load_pair(organism, None, settings)
     kwargs = recorder.engines[-1].kwargs
     assert (kwargs["gpu_memory_utilization"], kwargs["max_lora_rank"], kwargs["dtype"]) == (0.8, 128, "float16")
+    load_pair(organism, None, Settings(backend="vllm"))
+    assert recorder.engines[-1].kwargs["dtype"] == "bfloat16"  # auto: what the hf helper uses on a GPU
 
 
 # --- the hf backend renders the same template the same way ----------------------------------------

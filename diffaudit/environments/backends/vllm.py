@@ -73,10 +73,12 @@ class VLLMModelPair:
 
         self._base_model = base_model
         self._adapter = _local_adapter(adapter)
-        self._dtype = dtype
+        # "auto" means bfloat16 on a GPU, as in the hf backend that reads activations beside this engine
+        # (vLLM's own "auto" would turn a float32 checkpoint into float16).
+        self._dtype = "bfloat16" if dtype == "auto" else dtype
         self._llm = LLM(
             model=base_model,
-            dtype=dtype,
+            dtype=self._dtype,
             enable_lora=True,
             max_lora_rank=max_lora_rank,
             max_model_len=max_model_len,
