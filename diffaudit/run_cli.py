@@ -113,7 +113,7 @@ def run_command(
     """Audit one organism (graded), or any pair given by --base and --adapter/--finetuned (ungraded)."""
     from diffaudit.agent.policies import make_policy
     from diffaudit.agent.run import default_run_dir, run_audit
-    from diffaudit.environments.organisms import OrganismError, OrganismRegistry
+    from diffaudit.environments.organisms import OrganismError
     from diffaudit.llm import LLMConfigError
     from diffaudit.locking import BusyError
 
@@ -121,7 +121,7 @@ def run_command(
         _fail(f"--agent must be adl or blackbox, got '{agent}'")
     settings = _settings(config, organisms_dir, agent_model, grader_model)
     try:
-        target = _target(organism, base, adapter, finetuned, settings, OrganismRegistry)
+        target = _target(organism, base, adapter, finetuned, settings)
         model_name, _ = target.entry(model)
     except OrganismError as exc:
         _fail(str(exc))
@@ -156,10 +156,12 @@ def run_command(
     print_summary(summary)
 
 
-def _target(organism, base, adapter, finetuned, settings: Settings, registry_class) -> Any:
+def _target(
+    organism: str | None, base: str | None, adapter: str | None, finetuned: str | None, settings: Settings
+) -> Any:
     """The organism to audit: a registry entry by name, or an ad-hoc pair from --base and a finetune."""
     from diffaudit.environments.adhoc import adhoc_organism
-    from diffaudit.environments.organisms import OrganismError
+    from diffaudit.environments.organisms import OrganismError, OrganismRegistry
 
     if base is not None:
         if organism is not None:
@@ -169,7 +171,7 @@ def _target(organism, base, adapter, finetuned, settings: Settings, registry_cla
         raise OrganismError("--adapter and --finetuned need --base (the model they were finetuned from)")
     if organism is None:
         raise OrganismError("give --organism NAME, or --base ID_OR_PATH with --adapter or --finetuned ID_OR_PATH")
-    return registry_class(settings.organisms_dirs).get(organism)
+    return OrganismRegistry(settings.organisms_dirs).get(organism)
 
 
 def _excerpt(text: str, lines: int = 4, width: int = 160) -> str:
