@@ -199,7 +199,8 @@ def print_findings(run_dir: Path) -> None:
     first = next((e for e in events if e.get("event") == "message" and e.get("role") == "user"), None)
     if first is not None:
         console.print(Panel(Text(_excerpt(str(first.get("content", "")), lines=12)),
-                            title="first message (what the agent was shown)", border_style="blue"))  # fmt: skip
+                            title="first message (what the agent was shown; `audit show` prints it whole)",
+                            border_style="blue"))  # fmt: skip
     if table.row_count:
         console.print(table)
 

@@ -35,7 +35,7 @@ def test_audit_any_pair_by_paths_is_ungraded_and_prints_the_evidence(tmp_path, s
                      "--budget", "2", "--config", str(settings), "--out", str(out))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "grader: none (ungraded" in result.output and "ungraded: an ad-hoc pair" in result.output
-    assert "first message (what the agent was shown)" in result.output and "ADL OVERVIEW" in result.output
+    assert "first message (what the agent was shown" in result.output and "ADL OVERVIEW" in result.output
     assert "evidence the agent gathered" in result.output
     stats = json.loads((out / "stats.json").read_text())
     grade = json.loads((out / "grade.json").read_text())
