@@ -110,3 +110,20 @@ def test_organisms_list_and_show_as_json():
     assert sum(r["paper"] for r in rows) >= 1
     data = json.loads(_invoke("organisms", "show", "kansas_abortion", "--json").output)
     assert data["name"] == "kansas_abortion" and "llama3.2-1b" in data["models"] and data["description"]
+
+
+def test_a_local_finetune_rebuilt_in_place_gets_a_new_adl_identity(tmp_path):
+    import os
+
+    from diffaudit.environments.training import finetuned_identity
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"first build")
+    organism = adhoc_organism("org/base", adapter=str(adapter))
+    first = finetuned_identity(organism, None)
+    assert first.startswith(f"adapter:{adapter.resolve()}@") and first == finetuned_identity(organism, None)
+    (adapter / "adapter_model.safetensors").write_bytes(b"second build!")
+    os.utime(adapter / "adapter_model.safetensors", ns=(1, 1))
+    assert finetuned_identity(organism, None) != first  # the old ADL analysis is not served
+    assert finetuned_identity(adhoc_organism("org/base", adapter="org/hub-lora"), None) == "adapter:org/hub-lora"
