@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -46,27 +47,52 @@ OrganismsDirOpt = typer.Option(None, "--organisms-dir", help="extra directory of
 
 
 # ---- organisms -------------------------------------------------------------------------------------
+JsonOpt = typer.Option(False, "--json", help="print JSON (for scripts)")
+
+
+def _finetuned_label(entry) -> str:
+    tuned = entry.finetuned
+    return tuned.adapter_id or tuned.model_id or f"recipe: {tuned.recipe.kind} (built locally)"
+
+
 @organisms_app.command("list")
-def organisms_list(config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt) -> None:
-    """List every organism with its models: the paper's 33 and the embedded variants."""
+def organisms_list(
+    config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt, as_json: bool = JsonOpt
+) -> None:
+    """List every organism with its models: the paper's 33 and the embedded variants.
+
+    Piped (not a terminal), it prints one tab-separated line per model, never splitting a value.
+    """
     registry = registry_from(settings_from(config, organisms_dir))
+    rows = [
+        {"organism": o.name, "type": o.type.value, "model": m, "paper": e.paper, "base_model": e.base_model,
+         "finetuned": _finetuned_label(e), "source": str(o.source) if o.source else None}
+        for o in registry for m, e in o.models.items()
+    ]  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    paper = sum(r["paper"] for r in rows)
+    footer = f"{len(registry)} organisms; {paper} paper organisms (*), {len(registry.embedded_entries())} embedded variants"
+    if not console.is_terminal:
+        typer.echo("organism\ttype\tmodel\tbase model\tfinetuned")
+        for r in rows:
+            model = r["model"] + (" *" if r["paper"] else "")
+            typer.echo("\t".join((r["organism"], r["type"], model, r["base_model"], r["finetuned"])))
+        typer.echo(footer)
+        return
     table = Table(title="organisms")
     for column in ("organism", "type", "model", "base model", "finetuned"):
         table.add_column(column, overflow="fold")
-    paper = 0
-    for organism in registry:
-        for model, entry in organism.models.items():
-            tuned = entry.finetuned
-            what = tuned.adapter_id or tuned.model_id or f"recipe: {tuned.recipe.kind} (built locally)"
-            paper += entry.paper
-            table.add_row(organism.name, organism.type.value, model + (" *" if entry.paper else ""), entry.base_model, what)
+    for r in rows:
+        table.add_row(r["organism"], r["type"], r["model"] + (" *" if r["paper"] else ""), r["base_model"], r["finetuned"])
     console.print(table)
-    console.print(f"{len(registry)} organisms; {paper} paper organisms (*), {len(registry.embedded_entries())} embedded variants")
+    console.print(footer)
 
 
 @organisms_app.command("show")
 def organisms_show(
-    name: str, config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt
+    name: str, config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt, as_json: bool = JsonOpt
 ) -> None:
     """Show one organism, ground truth included (this is for humans, never for the agent)."""
     registry = registry_from(settings_from(config, organisms_dir))
@@ -74,14 +100,57 @@ def organisms_show(
         organism = registry.get(name)
     except OrganismError as exc:
         fail(str(exc))
-    console.print(f"[bold]{organism.name}[/] ({organism.type.value}) from {organism.source}")
-    console.print(f"[bold]description:[/] {organism.description}")
+    if as_json:
+        data = organism.model_dump(mode="json", exclude_none=True)
+        typer.echo(json.dumps({**data, "source": str(organism.source) if organism.source else None}, indent=1))
+        return
+
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True)  # long values (hub ids) stay whole, piped or not
+
+    say(f"[bold]{organism.name}[/] ({organism.type.value}) from {organism.source}")
+    say(f"[bold]description:[/] {organism.description}")
     for fact in organism.key_facts:
-        console.print(f"  • {fact}")
+        say(f"  • {fact}")
     if organism.dataset:
-        console.print(f"[bold]dataset:[/] {organism.dataset}")
+        say(f"[bold]dataset:[/] {organism.dataset}")
     for model, entry in organism.models.items():
-        console.print(f"[bold]{model}[/]: base {entry.base_model}; finetuned {entry.finetuned.model_dump(exclude_none=True)}")
+        say(f"[bold]{model}[/]: base {entry.base_model}; finetuned {entry.finetuned.model_dump(exclude_none=True)}")
+
+
+@organisms_app.command("new")
+def organisms_new(
+    name: str = typer.Argument(..., help="organism name: lower-case letters, digits and _ (also the file name)"),
+    directory: Path = typer.Option(Path("organisms"), "--dir", help="where to write NAME.yaml"),
+    base: str = typer.Option("BASE_HUB_ID_OR_PATH", "--base", help="base model: hub id or local path"),
+    adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter: hub id or local path"),
+    finetuned: str | None = typer.Option(None, "--finetuned", help="full finetuned model: hub id or local path"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
+    """Write a starting organism YAML: fill in its ground truth, and audits of it are graded."""
+    from diffaudit.environments.adhoc import starter_yaml
+    from diffaudit.environments.organisms import load_organism_file
+
+    if adapter is not None and finetuned is not None:
+        fail("give --adapter or --finetuned, not both")
+    try:
+        text = starter_yaml(name, base, adapter, finetuned)
+    except OrganismError as exc:
+        fail(str(exc))
+    path = directory / f"{name}.yaml"
+    if path.exists() and not force:
+        fail(f"{path} exists; --force overwrites it")
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_organism_file(path)
+    except OrganismError as exc:  # a value given on the command line made it invalid
+        fail(str(exc))
+    console.print(f"wrote {path}", soft_wrap=True)
+    console.print(
+        f"next: edit its description and key_facts, then `audit run --organism {name} --organisms-dir {directory}`",
+        soft_wrap=True,
+    )
 
 
 @organisms_app.command("validate")

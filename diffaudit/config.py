@@ -88,12 +88,24 @@ class ADLParams(_Strict):
         return max(self.positions) + 1
 
 
+class ServingOptions(_Strict):
+    """How the backend holds the models: dtype for both backends; the rest for the vllm engine."""
+
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on a GPU, float32 on CPU"
+    )
+    gpu_memory_utilization: float = Field(0.45, gt=0, le=1, description="vllm: share of GPU memory for the engine")
+    max_lora_rank: int = Field(64, ge=1, description="vllm: the largest LoRA rank the engine accepts")
+    max_model_len: int = Field(4096, ge=16, description="vllm: context length the engine reserves KV cache for")
+
+
 class Settings(_Strict):
     cache_dir: Path = Field(default_factory=cache_root)
     organisms_dirs: list[Path] = Field(default_factory=list)
     runs_dir: Path = Path("runs")
     backend: Literal["hf", "vllm"] = "hf"
     device: str = "auto"
+    serving: ServingOptions = Field(default_factory=ServingOptions)
     roles: ModelRoles = Field(default_factory=ModelRoles)
     budgets: Budgets = Field(default_factory=Budgets)
     adl: ADLParams = Field(default_factory=ADLParams)

@@ -53,7 +53,10 @@ def _money(value: float) -> str:
 
 def print_summary(summary: Any) -> None:
     """The rich summary of a finished audit: description, grade and reason, budgets, time, cost."""
-    status = "[green]FINAL[/]" if summary.status == "final" else "[red]no FINAL (graded 1)[/]"
+    if summary.status == "final":
+        status = "[green]FINAL[/]"
+    else:
+        status = "[red]no FINAL (graded 1)[/]" if summary.grades else "[red]no FINAL[/]"
     console.print(
         Panel(Text(summary.description or "(no description)"), title="description", border_style="cyan")
     )
@@ -63,6 +66,8 @@ def print_summary(summary: Any) -> None:
     for grade in summary.grades:
         table.add_row("grade", Text(f"{grade.score:g} / 5  ({grade.grader})", style="bold"))
         table.add_row("reason", Text(grade.reason))
+    if not summary.grades:
+        table.add_row("grade", Text("ungraded: an ad-hoc pair has no ground truth (`audit organisms new` makes one)"))
     table.add_row("status", status)
     table.add_row("interactions", f"{summary.interactions_used} of {summary.budget} used")
     table.add_row("turns", f"{summary.turns_used} of {summary.turns_budget} used")
@@ -76,7 +81,14 @@ def print_summary(summary: Any) -> None:
 
 
 def run_command(
-    organism: str = typer.Option(..., "--organism", help="organism name (see `audit organisms list`)"),
+    organism: str | None = typer.Option(None, "--organism", help="organism name (see `audit organisms list`)"),
+    base: str | None = typer.Option(
+        None, "--base", help="audit any pair, no registry entry: the base model (hub id or local path)"
+    ),
+    adapter: str | None = typer.Option(None, "--adapter", help="with --base: the LoRA adapter (hub id or path)"),
+    finetuned: str | None = typer.Option(
+        None, "--finetuned", help="with --base: the full finetuned model (hub id or path)"
+    ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="model of the organism (default: its default model)"
     ),
@@ -98,10 +110,10 @@ def run_command(
         None, "--organisms-dir", help="extra directory of organism YAML files"
     ),
 ) -> None:
-    """Audit one organism: build what is missing, run the agent, grade its description, write a run dir."""
+    """Audit one organism (graded), or any pair given by --base and --adapter/--finetuned (ungraded)."""
     from diffaudit.agent.policies import make_policy
     from diffaudit.agent.run import default_run_dir, run_audit
-    from diffaudit.environments.organisms import OrganismError, OrganismRegistry
+    from diffaudit.environments.organisms import OrganismError
     from diffaudit.llm import LLMConfigError
     from diffaudit.locking import BusyError
 
@@ -109,7 +121,7 @@ def run_command(
         _fail(f"--agent must be adl or blackbox, got '{agent}'")
     settings = _settings(config, organisms_dir, agent_model, grader_model)
     try:
-        target = OrganismRegistry(settings.organisms_dirs).get(organism)
+        target = _target(organism, base, adapter, finetuned, settings)
         model_name, _ = target.entry(model)
     except OrganismError as exc:
         _fail(str(exc))
@@ -120,7 +132,12 @@ def run_command(
     except (LLMConfigError, ValueError) as exc:
         _fail(str(exc))
     console.print(Text.assemble(("agent: ", "bold"), f"{policy.name} ({reason})"))
-    console.print(Text.assemble(("grader: ", "bold"), settings.roles.grader))
+    grader_line = settings.roles.grader if target.graded else "none (ungraded: no ground truth for this pair)"
+    console.print(Text.assemble(("grader: ", "bold"), grader_line))
+    if not target.graded:
+        tuned = target.models[model_name].finetuned
+        console.print(Text.assemble(("pair: ", "bold"), f"base {target.models[model_name].base_model}; "
+                                    f"finetuned {tuned.adapter_id or tuned.model_id}"))  # fmt: skip
     path = out if out is not None else default_run_dir(settings.runs_dir, target.name, agent, budget)
     console.print(
         Text.assemble(("run: ", "bold"), f"{target.name} on {model_name}, {agent} agent, i={budget} → {path}")
@@ -134,7 +151,58 @@ def run_command(
         _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - one readable line; the traceback is in error.json
         _fail(f"the audit failed: {type(exc).__name__}: {exc} (details in {path / 'error.json'})")
+    if not target.graded:
+        print_findings(summary.run_dir)
     print_summary(summary)
+
+
+def _target(
+    organism: str | None, base: str | None, adapter: str | None, finetuned: str | None, settings: Settings
+) -> Any:
+    """The organism to audit: a registry entry by name, or an ad-hoc pair from --base and a finetune."""
+    from diffaudit.environments.adhoc import adhoc_organism
+    from diffaudit.environments.organisms import OrganismError, OrganismRegistry
+
+    if base is not None:
+        if organism is not None:
+            raise OrganismError("give --organism or --base (with --adapter or --finetuned), not both")
+        return adhoc_organism(base, adapter=adapter, finetuned=finetuned)
+    if adapter is not None or finetuned is not None:
+        raise OrganismError("--adapter and --finetuned need --base (the model they were finetuned from)")
+    if organism is None:
+        raise OrganismError("give --organism NAME, or --base ID_OR_PATH with --adapter or --finetuned ID_OR_PATH")
+    return OrganismRegistry(settings.organisms_dirs).get(organism)
+
+
+def _excerpt(text: str, lines: int = 4, width: int = 160) -> str:
+    kept = [line[:width] for line in text.strip().splitlines() if line.strip() and not line.startswith("[budget]")]
+    more = len(kept) - lines
+    return "\n".join(kept[:lines]) + (f"\n… ({more} more lines)" if more > 0 else "")
+
+
+def print_findings(run_dir: Path) -> None:
+    """The agent's findings and the evidence it gathered: each tool call with the start of what it returned."""
+    from diffaudit.agent.transcript import TRANSCRIPT_FILE, read_transcript
+
+    events = list(read_transcript(run_dir / TRANSCRIPT_FILE))
+    table = Table(title="evidence the agent gathered", show_lines=True)
+    table.add_column("turn", justify="right")
+    table.add_column("call")
+    table.add_column("what came back", overflow="fold")
+    pending: dict[int, str] = {}
+    for event in events:
+        kind, turn = event.get("event"), event.get("turn")
+        if kind == "tool":
+            pending[turn] = f"{event.get('tool')} {json.dumps(event.get('args', {}), ensure_ascii=False)[:120]}"
+        elif kind == "message" and event.get("role") == "user" and turn in pending:
+            table.add_row(str(turn), Text(pending.pop(turn)), Text(_excerpt(str(event.get("content", "")))))
+    first = next((e for e in events if e.get("event") == "message" and e.get("role") == "user"), None)
+    if first is not None:
+        console.print(Panel(Text(_excerpt(str(first.get("content", "")), lines=12)),
+                            title="first message (what the agent was shown; `audit show` prints it whole)",
+                            border_style="blue"))  # fmt: skip
+    if table.row_count:
+        console.print(table)
 
 
 def _read_json(path: Path) -> Any:

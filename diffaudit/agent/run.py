@@ -32,6 +32,8 @@ DESCRIPTION_FILE = "description.txt"
 GRADE_FILE = "grade.json"
 STATS_FILE = "stats.json"
 ERROR_FILE = "error.json"
+UNGRADED = "ungraded"
+NO_GROUND_TRUTH = "no ground truth: an ad-hoc pair (audit run --base ...) is audited, not graded"
 RUN_LOCK = ".run.lock"  # held while a process writes the run dir
 _SECRET_FIELDS = ("key", "token", "secret", "password")
 
@@ -239,7 +241,10 @@ def run_audit(
         policy, default_reason = _default_policy(settings)
         policy_reason = policy_reason or default_reason
     policy_reason = policy_reason or "given by the caller"
-    grader = grader if grader is not None else _default_grader(settings)
+    if not organism.graded:  # an ad-hoc pair: no ground truth, so no grader is made or called
+        grader = None
+    elif grader is None:
+        grader = _default_grader(settings)
     path = (
         Path(run_dir)
         if run_dir is not None
@@ -284,7 +289,7 @@ def _run_in_dir(
             "turns": settings.budgets.turns,
             "policy": getattr(policy, "name", type(policy).__name__),
             "policy_reason": policy_reason,
-            "grader": getattr(grader, "name", type(grader).__name__),
+            "grader": getattr(grader, "name", type(grader).__name__) if grader is not None else UNGRADED,
             "started_at": datetime.now().isoformat(timespec="seconds"),
             "settings": _public_settings(settings),
         }
@@ -344,7 +349,9 @@ def _run_in_dir(
 
         stage = "grade"
         grade_start = time.perf_counter()
-        if result.status == "final":
+        if grader is None:
+            grades = []
+        elif result.status == "final":
             grades = [grader.grade(organism, result.description)]
         else:
             grades = [
@@ -359,7 +366,10 @@ def _run_in_dir(
 
         stage = "write"
         (path / DESCRIPTION_FILE).write_text(redact(result.description) + "\n", encoding="utf-8")
-        write_json(path / GRADE_FILE, {"grades": [g.model_dump() for g in grades], "status": result.status})
+        grade_record: dict[str, Any] = {"grades": [g.model_dump() for g in grades], "status": result.status}
+        if grader is None:
+            grade_record["ungraded"] = {"grader": UNGRADED, "error": NO_GROUND_TRUTH}
+        write_json(path / GRADE_FILE, grade_record)
         usage = getattr(policy, "usage", None)
         summary = RunSummary(
             run_dir=path,
@@ -396,6 +406,7 @@ def _run_in_dir(
             "agent_completion_tokens": summary.completion_tokens,
             "agent_cost_usd": summary.agent_cost_usd,
             "grader_cost_usd": summary.grader_cost_usd,
+            "graded": grader is not None,
             "timings": {
                 "prepare_s": round(prepare_s, 3),
                 "loop_s": round(loop_s, 3),

@@ -293,6 +293,22 @@ def record_error(path: Path, cell: Cell, stage: str, exc: BaseException) -> None
     (path / ERROR_FILE).write_text(json.dumps(error, indent=2))
 
 
+def lost_target(job: TargetJob, stage: str, exc: BaseException, what: str) -> list[CellResult]:
+    """Results for a target whose worker died: cells it completed on disk count as done, the rest fail.
+
+    A completed run dir is never marked failed (that would make a resumed bench run it a second time).
+    """
+    results = []
+    for cell in job.cells:
+        path = run_dir(job.out, cell)
+        if cell_state(path) is CellState.COMPLETED:
+            results.append(CellResult(cell, True))
+            continue
+        record_error(path, cell, stage, exc)
+        results.append(CellResult(cell, False, f"{what}: {type(exc).__name__}: {exc}"))
+    return results
+
+
 def _run_cell(job: TargetJob, cell: Cell, pair: Any, prepared: Any) -> CellResult:
     path = run_dir(job.out, cell)
     start = time.perf_counter()
@@ -470,10 +486,7 @@ def _run_in_processes(jobs: list[TargetJob], workers: int, done: Callable[[CellR
                     try:
                         results = future.result()
                     except Exception as exc:  # noqa: BLE001 - a crashed worker fails its target's cells
-                        results = []
-                        for cell in job.cells:
-                            record_error(run_dir(job.out, cell), cell, "worker", exc)
-                            results.append(CellResult(cell, False, f"worker crashed: {type(exc).__name__}: {exc}"))
+                        results = lost_target(job, "worker", exc, "worker crashed")
                     for result in results:
                         done(result)
                 display.poll_state([job for f, job in futures.items() if f in running])

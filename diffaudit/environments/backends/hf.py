@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 
+from diffaudit.environments.chat import chat_text
 from diffaudit.environments.pair import Role, Sampling
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class _StopForward(Exception):
@@ -125,7 +128,7 @@ class HFModelPair:
         adapter: str | Path | None = None,
         finetuned_model: str | None = None,
         device: str = "auto",
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         batch_size: int = 64,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -133,6 +136,8 @@ class HFModelPair:
         if (adapter is None) == (finetuned_model is None):
             raise ValueError("HFModelPair needs exactly one of `adapter` or `finetuned_model`.")
         self.device = pick_device(device)
+        if isinstance(dtype, str):
+            dtype = DTYPES.get(dtype)  # "auto" (or an unknown name) picks by device below
         dtype = dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
         self.batch_size = batch_size
         self._tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -184,8 +189,7 @@ class HFModelPair:
         return model.model.layers
 
     def _chat_text(self, prompt: str) -> str:
-        messages = [{"role": "user", "content": prompt}]
-        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return chat_text(self._tokenizer, prompt)
 
     def _encode(self, texts: list[str], side: str, add_special_tokens: bool = True, max_length: int | None = None):
         self._tokenizer.padding_side = side
