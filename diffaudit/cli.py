@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diffaudit.adl_cli import adl_app
-from diffaudit.config import ConfigError, Settings, load_settings
+from diffaudit.config import ConfigError, Settings, load_settings, role_model
 from diffaudit.environments.organisms import OrganismError, OrganismRegistry, validate_dir
 
 app = typer.Typer(help="diffaudit: auditing agents that use model diffing.", no_args_is_help=True)
@@ -232,7 +232,8 @@ def bench(
             f"{len(plan.targets)} organisms × {bench_config.n_variants()} agent/budget variants ({grid}) × "
             f"{bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]"
         )
-        console.print(f"agent {roles.agent}; grader {roles.grader}; coherence grader {roles.coherence_grader}; "
+        console.print(f"agent {role_model(roles.agent)}; grader {role_model(roles.grader)}; "
+                      f"coherence grader {role_model(roles.coherence_grader)}; "
                       f"backend {bench_config.settings.backend}")  # fmt: skip
         console.print(
             f"in {plan.out}: {counts[CellState.COMPLETED]} completed, {counts[CellState.FAILED]} failed, "

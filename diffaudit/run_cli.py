@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from diffaudit.config import HEURISTIC_AGENT, ConfigError, Settings, load_settings
+from diffaudit.config import HEURISTIC_AGENT, ConfigError, Settings, load_settings, role_model
 
 console = Console()
 _ERROR_PREFIXES = ("FORMAT_ERROR", "REFUSED", "TOOL_ERROR", "UNKNOWN_TOOL", "INVALID_ARGS")
@@ -42,7 +42,7 @@ def policy_choice(settings: Settings, agent_model: str | None, config: Path | No
     """Why this agent model runs, in a few words, for the user."""
     if agent_model is not None:
         return "chosen with --agent-model"
-    if settings.roles.agent != HEURISTIC_AGENT:
+    if role_model(settings.roles.agent) != HEURISTIC_AGENT:
         return f"roles.agent in {config}" if config is not None else "roles.agent in the settings"
     return "default: no agent model configured; offline, needs no API key (--agent-model picks an LLM)"
 
@@ -64,6 +64,8 @@ def print_summary(summary: Any) -> None:
         table.add_row("grade", Text(f"{grade.score:g} / 5  ({grade.grader})", style="bold"))
         table.add_row("reason", Text(grade.reason))
     table.add_row("status", status)
+    if getattr(summary, "ended_by", "") not in ("", "final", "turns"):
+        table.add_row("stopped", Text(summary.ended_by))
     table.add_row("interactions", f"{summary.interactions_used} of {summary.budget} used")
     table.add_row("turns", f"{summary.turns_used} of {summary.turns_budget} used")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
@@ -85,7 +87,9 @@ def run_command(
     ),
     agent: str = typer.Option("adl", "--agent", help="adl | blackbox"),
     agent_model: str | None = typer.Option(
-        None, "--agent-model", help="litellm model string, or builtin/heuristic"
+        None, "--agent-model",
+        help="litellm model string, builtin/heuristic, or builtin/human (you type the replies); "
+        "endpoints, keys and caps go in the config's roles.agent mapping",
     ),
     grader_model: str | None = typer.Option(
         None, "--grader-model", help="litellm model string, or builtin/offline"
@@ -120,7 +124,7 @@ def run_command(
     except (LLMConfigError, ValueError) as exc:
         _fail(str(exc))
     console.print(Text.assemble(("agent: ", "bold"), f"{policy.name} ({reason})"))
-    console.print(Text.assemble(("grader: ", "bold"), settings.roles.grader))
+    console.print(Text.assemble(("grader: ", "bold"), role_model(settings.roles.grader)))
     path = out if out is not None else default_run_dir(settings.runs_dir, target.name, agent, budget)
     console.print(
         Text.assemble(("run: ", "bold"), f"{target.name} on {model_name}, {agent} agent, i={budget} → {path}")
@@ -135,6 +139,12 @@ def run_command(
     except Exception as exc:  # noqa: BLE001 - one readable line; the traceback is in error.json
         _fail(f"the audit failed: {type(exc).__name__}: {exc} (details in {path / 'error.json'})")
     print_summary(summary)
+    if summary.grade_error:
+        console.print(Text(
+            f"not graded: {summary.grade_error}. The audit is kept; grade it with "
+            f"`audit regrade {path} --grader-model MODEL`.", style="bold yellow",
+        ))  # fmt: skip
+        raise typer.Exit(code=1)
 
 
 def _read_json(path: Path) -> Any:

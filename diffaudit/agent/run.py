@@ -2,6 +2,10 @@
 
 The run dir holds config.json, transcript.jsonl (appended live), description.txt, grade.json and, last,
 stats.json; a failed run leaves error.json. The organism's ground truth is read only by the grader here.
+A grader that fails after the agent finished does not lose the audit: the run is written as ungraded
+(stats.json `graded: false`), and a resumed bench or `audit regrade` grades it without running the agent.
+Every LLM call of the run counts on a spend meter; at a run or bench ceiling the agent gets one forced-FINAL
+turn and stats.json records the limit that ended it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from rich.console import Console
 from diffaudit.agent.budgets import Budget
 from diffaudit.agent.loop import LoopResult, Policy, prompt_text, run_loop
 from diffaudit.agent.transcript import TRANSCRIPT_FILE, Transcript, redact, write_json
-from diffaudit.config import HEURISTIC_AGENT, Settings
+from diffaudit.config import HEURISTIC_AGENT, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
 from diffaudit.graders.base import Grade
+from diffaudit.limits import SpendMeter, current_ledger, metering
 from diffaudit.locking import held_lock
 from diffaudit.tools.adl.result import ADLResult
 from diffaudit.tools.base import ToolContext, render_tool
@@ -56,6 +61,8 @@ class RunSummary(BaseModel):
     completion_tokens: int = 0
     agent_cost_usd: float = 0.0
     grader_cost_usd: float = 0.0
+    grade_error: str = ""  # set when the grader failed: the run is kept, ungraded
+    ended_by: str = ""  # "final", "turns", or the spend ceiling that forced the end
 
     @property
     def grade(self) -> Grade | None:
@@ -92,7 +99,7 @@ def _public_settings(settings: Settings) -> dict[str, Any]:
 
 def system_prompt(agent_kind: str, tools: dict, budget: Budget) -> str:
     """The system prompt of an agent kind, with its tools' schemas and the budgets."""
-    listing = "\n".join(render_tool(tool) for tool in tools.values())
+    listing = "\n".join(render_tool(tool, budget.interactions) for tool in tools.values())
     template = prompt_text(f"system_{agent_kind}.txt")
     return template.format(tools=listing, interactions=budget.interactions, turns=budget.turns).strip()
 
@@ -121,24 +128,19 @@ def _tensors_loader(organism: Organism, model: str, adl: ADLResult, settings: Se
 def _default_policy(settings: Settings) -> tuple[Policy, str]:
     from diffaudit.agent.policies import make_policy
 
-    model = settings.roles.agent
+    model = role_model(settings.roles.agent)
     reason = (
         "default: no agent model configured (set --agent-model or roles.agent to use an LLM)"
         if model == HEURISTIC_AGENT
         else "from settings roles.agent"
     )
-    return make_policy(model, settings), reason
+    return make_policy(settings.roles.agent, settings), reason
 
 
 def _default_grader(settings: Settings) -> Any:
     from diffaudit.graders import make_hypothesis_grader
 
-    grader_model = settings.roles.grader
-    if not grader_model.startswith("builtin/"):
-        from diffaudit.llm import check_model_ready
-
-        check_model_ready(grader_model)
-    return make_hypothesis_grader(grader_model, settings)
+    return make_hypothesis_grader(settings.roles.grader, settings)
 
 
 def _write_error(path: Path, stage: str, exc: BaseException) -> None:
@@ -277,28 +279,44 @@ def _run_in_dir(
         say(
             f"auditing with {config['policy']} ({agent_kind} agent, {budget} interactions, {budget_state.turns} turns)"
         )
+        meter = SpendMeter(settings.limits, current_ledger())
         loop_start = time.perf_counter()
-        result: LoopResult = run_loop(policy, system, intro, tools, ctx, budget_state, transcript, on_turn)
+        with metering(meter):
+            result: LoopResult = run_loop(policy, system, intro, tools, ctx, budget_state, transcript, on_turn,
+                                          limit_check=meter.limit_hit)  # fmt: skip
         loop_s = time.perf_counter() - loop_start
+        agent_spend = (meter.spend.tokens, meter.spend.cost_usd)
 
         stage = "grade"
         grade_start = time.perf_counter()
+        grade_error = ""
         if result.status == "final":
-            grades = [grader.grade(organism, result.description)]
+            try:
+                with metering(meter):
+                    grades = [grader.grade(organism, result.description)]
+            except Exception as exc:  # noqa: BLE001 - a paid audit is kept; the run is graded later
+                grades = []
+                grade_error = redact(f"{type(exc).__name__}: {exc}")
+                say(f"grading failed ({grade_error}); the run is kept ungraded")
         else:
-            grades = [
-                Grade(
-                    score=1,
-                    reason="no FINAL description: the agent used all its turns without concluding",
-                    grader=getattr(grader, "name", "none"),
-                )
-            ]
+            reason = (
+                f"no FINAL description: the run was stopped because {result.ended_by}"
+                if result.ended_by not in ("turns", "final")
+                else "no FINAL description: the agent used all its turns without concluding"
+            )
+            grades = [Grade(score=1, reason=reason, grader=getattr(grader, "name", "none"))]
         grade_s = time.perf_counter() - grade_start
-        transcript.write("grade", grades=[g.model_dump() for g in grades])
+        if grade_error:
+            transcript.write("grade_error", grader=getattr(grader, "name", "none"), error=grade_error)
+        else:
+            transcript.write("grade", grades=[g.model_dump() for g in grades])
 
         stage = "write"
         (path / DESCRIPTION_FILE).write_text(redact(result.description) + "\n", encoding="utf-8")
-        write_json(path / GRADE_FILE, {"grades": [g.model_dump() for g in grades], "status": result.status})
+        grade_record: dict[str, Any] = {"grades": [g.model_dump() for g in grades], "status": result.status}
+        if grade_error:
+            grade_record["ungraded"] = {"grader": getattr(grader, "name", "none"), "error": grade_error}
+        write_json(path / GRADE_FILE, grade_record)
         usage = getattr(policy, "usage", None)
         summary = RunSummary(
             run_dir=path,
@@ -319,6 +337,8 @@ def _run_in_dir(
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             agent_cost_usd=float(getattr(usage, "cost_usd", 0.0) or 0.0),
             grader_cost_usd=sum(g.cost_usd for g in grades),
+            grade_error=grade_error,
+            ended_by=result.ended_by,
         )
         stats = {
             "status": result.status,
@@ -335,13 +355,25 @@ def _run_in_dir(
             "agent_completion_tokens": summary.completion_tokens,
             "agent_cost_usd": summary.agent_cost_usd,
             "grader_cost_usd": summary.grader_cost_usd,
+            "agent_retries": int(getattr(usage, "retries", 0) or 0),
+            "graded": not grade_error,
+            "ended_by": result.ended_by,
+            "spend": {
+                "llm_calls": meter.spend.calls,
+                "agent_tokens": agent_spend[0],
+                "tokens": meter.spend.tokens,
+                "cost_usd": round(meter.spend.cost_usd, 6),
+                "retries": meter.spend.retries,
+            },
             "timings": {
                 "prepare_s": round(prepare_s, 3),
                 "loop_s": round(loop_s, 3),
                 "grade_s": round(grade_s, 3),
             },
         }
-        transcript.write("end", status=result.status)
+        if grade_error:
+            stats["grade_error"] = grade_error
+        transcript.write("end", status=result.status, ended_by=result.ended_by)
         write_json(path / STATS_FILE, stats)  # last: its presence marks a complete run
         return summary
     except Exception as exc:

@@ -1,4 +1,7 @@
-"""`audit regrade`: add another grader's grades to completed runs, without re-running any agent."""
+"""`audit regrade`: add another grader's grades to completed runs, without re-running any agent.
+
+It also grades runs whose own grader failed (CellState.UNGRADED), which marks them graded.
+"""
 
 from __future__ import annotations
 
@@ -62,10 +65,20 @@ def grade_run(path: Path, organism: Organism, grader: Any, force: bool = False) 
         new = grade.model_dump(mode="json") if hasattr(grade, "model_dump") else dict(grade)
     new["regraded"] = True
     record["grades"] = [g for g in grades if g.get("grader") != grader.name] + [new] if force else grades + [new]
-    tmp = grade_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(grade_path)
+    record.pop("ungraded", None)
+    _write(grade_path, record)
+    if stats.get("graded") is False:  # the run's own grader had failed: it is complete now
+        stats["graded"] = True
+        stats["grade_error_was"] = stats.pop("grade_error", "")
+        stats["grader_cost_usd"] = float(stats.get("grader_cost_usd") or 0.0) + float(new.get("cost_usd") or 0.0)
+        _write(path / STATS_FILE, stats)
     return True
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 def regrade(
@@ -86,8 +99,9 @@ def regrade(
     root = Path(root)
     outcome = RegradeOutcome()
     todo = []
-    for path in find_run_dirs(root):
-        if cell_state(path) is not CellState.COMPLETED:
+    single = (root / STATS_FILE).exists()  # one `audit run` dir rather than a bench dir
+    for path in [root] if single else find_run_dirs(root):
+        if cell_state(path) not in (CellState.COMPLETED, CellState.UNGRADED):
             outcome.skipped += 1
             continue
         todo.append(path)
