@@ -286,21 +286,29 @@ def report(
 @app.command("regrade")
 def regrade_command(
     directory: Path = typer.Argument(..., help="a bench run directory"),
-    grader_model: str = typer.Option(..., "--grader-model", help="litellm model string, or builtin/offline"),
+    grader_model: str | None = typer.Option(
+        None, "--grader-model",
+        help="litellm model string, or builtin/offline (default: the config's roles.grader, endpoint included)",
+    ),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="runs graded in parallel (LLM graders)"),
     force: bool = typer.Option(False, "--force", help="replace this grader's earlier grades"),
     config: Path | None = ConfigOpt,
     organisms_dir: Path | None = OrganismsDirOpt,
 ) -> None:
-    """Add another grader's grade to every completed run's grade.json, without re-running agents."""
+    """Add another grader's grade to every completed run's grade.json, and grade ungraded runs (their grader
+    failed), without re-running agents. DIRECTORY is a bench dir or one `audit run` dir."""
     from diffaudit.benchmarks import regrade
+    from diffaudit.llm import LLMConfigError
 
     settings = settings_from(config, organisms_dir)
     if not directory.is_dir():
         fail(f"{directory}: no such bench directory")
+    # The config's grader role keeps its endpoint when --grader-model names the same model.
+    role = settings.roles.grader
+    grader = role if grader_model is None or grader_model == role_model(role) else grader_model
     try:
-        outcome = regrade(directory, grader_model, settings, workers=workers, force=force, console=console)
-    except (ConfigError, OrganismError) as exc:
+        outcome = regrade(directory, grader, settings, workers=workers, force=force, console=console)
+    except (ConfigError, OrganismError, LLMConfigError) as exc:
         fail(str(exc))
     console.print(f"{outcome.added} grades added, {outcome.skipped} runs skipped, {len(outcome.failed)} failed")
     for path, message in outcome.failed[:20]:

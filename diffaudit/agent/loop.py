@@ -168,7 +168,8 @@ def run_loop(
             event = transcript.write("final", turn=turn, description=action.description)
             on_turn(event)
             return LoopResult(
-                "final", action.description, budget, messages, format_errors, tool_calls, transcript.events
+                "final", action.description, budget, messages, format_errors, tool_calls, transcript.events,
+                limit if limit is not None else "final",
             )
         if limit is not None:  # the forced-FINAL turn went by without FINAL: nothing more runs
             transcript.write("no_final", turns_used=budget.turns_used, ended_by=limit)

@@ -24,7 +24,7 @@ from diffaudit.benchmarks.grid import (
     cell_state,
 )
 from diffaudit.benchmarks.results import find_run_dirs, read_json
-from diffaudit.config import Settings
+from diffaudit.config import Role, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
 
 NO_FINAL_REASON = "the run ended without a FINAL description"
@@ -83,12 +83,12 @@ def _write(path: Path, data: dict) -> None:
 
 def regrade(
     root: Path,
-    grader_model: str,
+    grader_model: Role,
     settings: Settings,
     workers: int = 1,
     force: bool = False,
     progress: bool = True,
-    make_grader: Callable[[str, Settings], Any] | None = None,
+    make_grader: Callable[[Role, Settings], Any] | None = None,
     console: Console | None = None,
 ) -> RegradeOutcome:
     """Grade every completed run under `root` with `grader_model` and append the grade to its grade.json."""
@@ -114,7 +114,7 @@ def regrade(
             return path, f"{type(exc).__name__}: {exc}"
 
     bar = Progress(
-        TextColumn(f"[bold]regrade with {grader_model}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn(f"[bold]regrade with {role_model(grader_model)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not progress,
     )  # fmt: skip
     with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
