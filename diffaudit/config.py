@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 CACHE_ENV = "DIFFAUDIT_CACHE"
 HEURISTIC_AGENT = "builtin/heuristic"
@@ -64,7 +64,15 @@ class RoleEndpoint(_Strict):
         return value
 
 
-Role = str | RoleEndpoint
+def _role_kind(value: Any) -> str:
+    return "<mapping>" if isinstance(value, dict | RoleEndpoint) else "<model string>"
+
+
+# A mapping is validated as a RoleEndpoint only, so its errors name its own fields (not "not a string").
+Role = Annotated[
+    Annotated[str, Tag("<model string>")] | Annotated[RoleEndpoint, Tag("<mapping>")],
+    Discriminator(_role_kind),
+]
 
 
 def role_model(role: Role) -> str:
@@ -182,7 +190,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def format_validation_error(source: str, err: ValidationError) -> str:
     """One line naming the source, the field path and what is wrong."""
     first = err.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    field = ".".join(str(p) for p in first["loc"] if not str(p).startswith("<")) or "(top level)"  # no union tags
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: field '{field}': {first['msg']}{more}"
 

@@ -11,6 +11,7 @@ one sentence (LLMCallError) naming the model, the endpoint, the attempts and the
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -243,8 +244,21 @@ def _slot_folder(slots_dir: Path, model: str, api_base: str | None) -> Path:
     return Path(slots_dir) / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+# "litellm.Timeout: Timeout Error: Hosted_vllmException - litellm.Timeout: Read timed out": the words at the end.
+_LITELLM_PREFIX = re.compile(r"^(?:litellm\.\w+|\w*(?:Error|Exception)|Timeout Error)\s*[:-]\s*")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """The provider's own words: litellm's prefix chain dropped, a JSON error body read for its message."""
+    text, before = " ".join(str(exc).split()), None
+    while text != before:
+        text, before = _LITELLM_PREFIX.sub("", text), text
+    try:
+        body = json.loads(text)
+        text = str(body["error"]["message"]) if isinstance(body.get("error"), dict) else text
+    except (ValueError, TypeError, KeyError, AttributeError):
+        pass
+    text = text or type(exc).__name__
     return text[:240] + ("…" if len(text) > 240 else "")
 
 

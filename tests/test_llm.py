@@ -7,6 +7,7 @@ The elapsed times asserted are lower bounds (waits the client must have made) or
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -89,7 +90,17 @@ def test_retries_run_out_in_one_sentence(llm_server):
     message = str(info.value)
     assert len(llm_server.requests) == 3
     assert message.startswith(f"The LLM call to {LOCAL} at {llm_server.url} failed after 3 attempts in ")
-    assert "InternalServerError" in message and "\n" not in message and message.endswith(".")
+    assert message.endswith("last error InternalServerError: injected 500.") and "\n" not in message
+
+
+def test_a_timeout_that_outlasts_the_retries_is_one_sentence(llm_server):
+    llm_server.script(Fault("slow", delay_s=2.0), Fault("slow", delay_s=2.0))
+    with pytest.raises(llm.LLMCallError) as info:
+        call(llm_server, retries=1, timeout_s=0.3)
+    message = str(info.value)
+    assert re.fullmatch(r"The LLM call to \S+ at \S+ failed after 2 attempts in [\d.]+ s; last error Timeout: .+\.",
+                        message), message  # fmt: skip
+    assert "litellm." not in message and "\n" not in message
 
 
 def test_a_bad_request_is_not_retried(llm_server):
@@ -213,3 +224,16 @@ def test_redact_hides_keys(monkeypatch):
 def test_builtin_cannot_be_completed():
     with pytest.raises(llm.LLMConfigError):
         llm.complete("builtin/offline", MSG, timeout_s=1, retries=0)
+
+
+def test_a_bad_role_mapping_names_the_file_and_the_field(tmp_path):
+    from diffaudit.config import ConfigError, load_settings, role_model
+
+    path = tmp_path / "settings.yaml"
+    path.write_text("roles:\n  agent: {model: hosted_vllm/x, apibase: 'http://127.0.0.1:1/v1'}\n")
+    with pytest.raises(ConfigError, match=r"settings.yaml: field 'roles.agent.apibase': Extra inputs"):
+        load_settings(path)
+    path.write_text("roles:\n  agent: {model: hosted_vllm/x, api_base: 'http://127.0.0.1:1/v1'}\n  grader: openai/y\n")
+    roles = load_settings(path).roles
+    assert role_model(roles.agent) == "hosted_vllm/x" and roles.agent.api_base.endswith(":1/v1")
+    assert roles.grader == "openai/y"  # a plain string stays a string

@@ -109,3 +109,22 @@ def test_an_ungraded_run_is_graded_on_resume_without_running_its_agent(tmp_path,
     assert (ungraded / "transcript.jsonl").read_text() == transcript  # the audit itself is untouched
     grades = json.loads((ungraded / "grade.json").read_text())["grades"]
     assert [g["score"] for g in grades] == [4.0] and grades[0]["grader"] == "hosted_vllm/grader"
+
+
+def test_audit_bench_command_with_two_workers_and_a_cap_of_one(tmp_path, llm_server, no_provider_env, monkeypatch):
+    from bench_fakes import TextPair
+    from typer.testing import CliRunner
+
+    import diffaudit.environments.loading as loading
+    from diffaudit import cli as cli_module
+
+    monkeypatch.setattr(loading, "load_pair", lambda organism, model, settings: (model, TextPair()))
+    monkeypatch.setattr(cli_module, "console", cli_module.Console(width=200, force_terminal=False))
+    llm_server.default = by_model()
+    llm_server.delay_s = 0.2
+    bench = plan(tmp_path, llm_server, repeats=3, limits={"max_concurrency": 1})
+    config = tmp_path / "bench.yaml"
+    result = CliRunner().invoke(cli_module.app, ["bench", str(config), "--workers", "2", "--out", str(bench.out)])
+    assert result.exit_code == 0, result.output
+    assert "3 completed, 0 failed" in result.output
+    assert len(llm_server.requests) == 6 and llm_server.max_active == 1
