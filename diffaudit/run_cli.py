@@ -211,6 +211,10 @@ def show_command(
                 )
         elif kind == "final":
             console.print(Panel(Text(str(event.get("description", ""))), title="FINAL", border_style="green"))
+        elif kind == "limit":
+            console.print(Text(f"stopped at turn {event.get('turn')}: {event.get('limit')}", style="bold yellow"))
+        elif kind == "grade_error":
+            console.print(Text(f"not graded ({event.get('grader')}): {event.get('error')}", style="bold red"))
         elif kind == "no_final":
             console.print(
                 Text(f"no FINAL after {event.get('turns_used')} turns (graded 1)", style="bold red")

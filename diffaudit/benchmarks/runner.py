@@ -187,9 +187,17 @@ def check_llm_roles(settings: Settings) -> None:
 _UNCOMPARED = {"cache_dir", "organisms_dirs", "runs_dir", "device", "llm_timeout_s", "llm_retries", "limits"}
 
 
+_UNCOMPARED_ROLE_FIELDS = ("timeout_s", "max_concurrency", "api_key_env")
+
+
 def comparable_settings(settings: Settings) -> dict[str, Any]:
-    """The settings that change results (paths, devices and timeouts left out)."""
-    return settings.model_dump(mode="json", exclude=_UNCOMPARED)
+    """The settings that change results (paths, devices, timeouts, limits and caps left out)."""
+    data = settings.model_dump(mode="json", exclude=_UNCOMPARED)
+    for role in data.get("roles", {}).values():
+        if isinstance(role, dict):
+            for name in _UNCOMPARED_ROLE_FIELDS:
+                role.pop(name, None)
+    return data
 
 
 def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> None:

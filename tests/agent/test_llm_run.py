@@ -117,6 +117,8 @@ def test_a_failing_grader_keeps_the_audit_and_regrade_grades_it(cli, tmp_path, l
     assert stats["graded"] is False and "failed after 2 attempts" in stats["grade_error"]
     assert (out / "description.txt").read_text().startswith("Finetuned on a glacier treaty")
     assert [e["event"] for e in read_transcript(out / "transcript.jsonl")][-2:] == ["grade_error", "end"]
+    shown = cli("show", str(out))
+    assert shown.exit_code == 0 and "not graded (hosted_vllm/grader): LLMCallError" in shown.output
 
     llm_server.default = role_replies(FINAL, "Close.\nSCORE: 3")
     agent_requests = sum(1 for r in llm_server.requests if r.body["model"] == "agent")
