@@ -107,7 +107,7 @@ def check_model_ready(model: str, *, api_key: str | None = None, api_base: str |
             f"The model string '{model}' names no LLM provider that litellm knows; "
             "write it as provider/model, for example openai/gpt-5-mini."
         ) from exc
-    if api_key or api_base:  # a key given, or a server of the user's own (keyless works)
+    if api_key or api_base or _env_endpoint_without_key(provider):  # a key, or a server of the user's own
         return
     try:
         env = litellm.validate_environment(model=model, api_base=api_base)
@@ -138,6 +138,20 @@ def _env_key(name: str | None) -> str | None:
     return os.environ.get(name) if name else None
 
 
+def _env_endpoint_without_key(provider: str) -> bool:
+    """True if `<PROVIDER>_API_BASE` points the provider at another server and `<PROVIDER>_API_KEY` is unset
+    (e.g. OPENAI_API_BASE=http://127.0.0.1:8000/v1 for a local server): that server is taken as keyless."""
+    prefix = provider.upper()
+    return bool(os.environ.get(f"{prefix}_API_BASE")) and not os.environ.get(f"{prefix}_API_KEY")
+
+
+def _provider(model: str) -> str | None:
+    try:
+        return _lib().get_llm_provider(model)[1]
+    except Exception:  # noqa: BLE001 - unknown provider: check_model_ready says so
+        return None
+
+
 def role_call_kwargs(role: Role, settings: Settings) -> dict[str, Any]:
     """The keyword arguments of `complete` for a role: endpoint, key, sampling, timeout and concurrency cap.
 
@@ -155,7 +169,7 @@ def role_call_kwargs(role: Role, settings: Settings) -> dict[str, Any]:
     key = _env_key(endpoint.api_key_env)
     if key:
         kwargs["api_key"] = key
-    elif endpoint.api_base:
+    elif endpoint.api_base or ((provider := _provider(endpoint.model)) and _env_endpoint_without_key(provider)):
         kwargs["api_key"] = LOCAL_PLACEHOLDER_KEY
     if endpoint.temperature is not None:
         kwargs["temperature"] = endpoint.temperature

@@ -356,6 +356,7 @@ def _run_in_dir(
             "agent_cost_usd": summary.agent_cost_usd,
             "grader_cost_usd": summary.grader_cost_usd,
             "agent_retries": int(getattr(usage, "retries", 0) or 0),
+            "agent_replies_from_reasoning": int(getattr(usage, "from_reasoning", 0) or 0),
             "graded": not grade_error,
             "ended_by": result.ended_by,
             "spend": {

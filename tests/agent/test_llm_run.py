@@ -100,6 +100,18 @@ def test_audit_run_with_a_plain_hosted_vllm_agent_model(cli, tmp_path, llm_serve
     assert json.loads((out / "stats.json").read_text())["policy"] == "hosted_vllm/Qwen3-32B"
 
 
+def test_a_plain_openai_model_with_openai_api_base_and_no_key(cli, tmp_path, llm_server, no_provider_env,
+                                                              monkeypatch):
+    monkeypatch.setenv("OPENAI_API_BASE", llm_server.url)  # what a new user tries first
+    llm_server.default = FINAL
+    out = tmp_path / "run"
+    result = cli("run", "--organism", "kansas_abortion", "--agent", "blackbox", "--budget", "2",
+                 "--agent-model", "openai/my-local-model", "--config", write_config(tmp_path), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert [r.body["model"] for r in llm_server.requests] == ["my-local-model"]
+    assert llm_server.requests[0].headers["authorization"] == "Bearer no-key-needed"
+
+
 def test_a_failing_grader_keeps_the_audit_and_regrade_grades_it(cli, tmp_path, llm_server, no_provider_env):
     llm_server.default = role_replies(FINAL, grader_reply=lambda body: "unused")
     llm_server.script(Reply(FINAL), Fault("500"), Fault("500"))  # agent, then the grader's two attempts

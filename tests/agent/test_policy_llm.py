@@ -106,3 +106,14 @@ def test_a_hosted_agent_without_key_fails_before_any_model_work(tmp_path, organi
     with pytest.raises(LLMConfigError, match="OPENAI_API_KEY"):
         run_audit(organism, None, "adl", 5, settings, None, progress=False, grader=FakeGrader())
     assert touched == [] and not (tmp_path / "runs").exists()
+
+
+def test_empty_and_reasoning_only_replies_in_a_run(tmp_path, organism, llm_server):
+    llm_server.script(Fault("empty"), Fault("reasoning_only", text=FINAL))
+    settings = Settings(cache_dir=tmp_path, roles={"agent": local_role(llm_server)})
+    summary = run_audit(organism, None, "adl", 5, settings, tmp_path / "run", pair=FakePair(), adl=fake_adl(),
+                        progress=False, grader=FakeGrader())  # fmt: skip
+    stats = json.loads((tmp_path / "run" / "stats.json").read_text())
+    assert summary.status == "final" and summary.description.startswith("The model was finetuned on a glacier")
+    assert stats["format_errors"] == 1 and stats["agent_replies_from_reasoning"] == 1
+    assert llm_server.requests[1].body["messages"][-1]["content"].startswith("FORMAT_ERROR: empty reply")
