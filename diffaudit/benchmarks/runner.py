@@ -50,7 +50,7 @@ from diffaudit.benchmarks.grid import (
 )
 from diffaudit.config import ConfigError, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
-from diffaudit.limits import BenchLedger, bench_spend
+from diffaudit.limits import BenchLedger, SpendMeter, bench_spend, metering
 from diffaudit.locking import held_lock
 
 MANIFEST_FILE = "bench.json"
@@ -308,7 +308,8 @@ def _grade_ungraded(job: TargetJob, cell: Cell) -> CellResult:
     try:
         settings = cell_settings(job.settings, cell)
         grader = run_module._default_grader(settings)
-        with bench_spend(BenchLedger(job.out, job.settings.limits)):
+        ledger = BenchLedger(job.out, job.settings.limits)
+        with metering(SpendMeter(job.settings.limits, ledger)):  # the grader's spend counts on the bench
             grade_run(path, job.organism, grader)
     except Exception as exc:  # noqa: BLE001 - still ungraded: kept for the next resume or `audit regrade`
         message = f"grading again failed ({type(exc).__name__}: {exc}); the audit is kept ungraded"

@@ -109,6 +109,8 @@ def test_an_ungraded_run_is_graded_on_resume_without_running_its_agent(tmp_path,
     assert (ungraded / "transcript.jsonl").read_text() == transcript  # the audit itself is untouched
     grades = json.loads((ungraded / "grade.json").read_text())["grades"]
     assert [g["score"] for g in grades] == [4.0] and grades[0]["grader"] == "hosted_vllm/grader"
+    ledger = json.loads((bench.out / LEDGER_FILE).read_text())
+    assert ledger["calls"] == 4  # 2 agents + 1 grader, then the resumed grading (failed attempts bill nothing)
 
 
 def test_audit_bench_command_with_two_workers_and_a_cap_of_one(tmp_path, llm_server, no_provider_env, monkeypatch):
