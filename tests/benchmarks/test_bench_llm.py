@@ -130,3 +130,20 @@ def test_audit_bench_command_with_two_workers_and_a_cap_of_one(tmp_path, llm_ser
     assert result.exit_code == 0, result.output
     assert "3 completed, 0 failed" in result.output
     assert len(llm_server.requests) == 6 and llm_server.max_active == 1
+
+
+def test_a_run_in_flight_at_the_bench_ceiling_gets_a_forced_final(tmp_path, llm_server):
+    ask = 'Hm.\nCALL(ask_model: {"prompts": ["Tell me more."]})'
+
+    def agent(body):
+        return FINAL if "The run is stopped" in body["messages"][-1]["content"] else ask
+
+    llm_server.default = lambda body: "SCORE: 2" if body["model"] == "grader" else agent(body)
+    bench = plan(tmp_path, llm_server, repeats=1, limits={"bench_tokens": 200})
+    bench.config.agents = {"blackbox": [10]}
+    bench = plan_bench(bench.config, bench.out)
+    outcome = run_bench(bench, workers=1, progress=False, preparer=text_pair_prepare)
+    assert outcome.completed == 1
+    stats = json.loads((run_dir(bench.out, bench.cells[0]) / "stats.json").read_text())
+    assert stats["status"] == "final" and stats["ended_by"].startswith("the bench token ceiling (200 tokens)")
+    assert stats["interactions_used"] < 10 and stats["agent_calls"] == stats["interactions_used"] + 1
