@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diffaudit.adl_cli import adl_app
-from diffaudit.config import ConfigError, Settings, load_settings
+from diffaudit.config import ConfigError, Settings, load_settings, role_model
 from diffaudit.environments.organisms import OrganismError, OrganismRegistry, validate_dir
 
 app = typer.Typer(help="diffaudit: auditing agents that use model diffing.", no_args_is_help=True)
@@ -301,7 +301,8 @@ def bench(
             f"{len(plan.targets)} organisms × {bench_config.n_variants()} agent/budget variants ({grid}) × "
             f"{bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]"
         )
-        console.print(f"agent {roles.agent}; grader {roles.grader}; coherence grader {roles.coherence_grader}; "
+        console.print(f"agent {role_model(roles.agent)}; grader {role_model(roles.grader)}; "
+                      f"coherence grader {role_model(roles.coherence_grader)}; "
                       f"backend {bench_config.settings.backend}")  # fmt: skip
         console.print(
             f"in {plan.out}: {counts[CellState.COMPLETED]} completed, {counts[CellState.FAILED]} failed, "
@@ -354,21 +355,29 @@ def report(
 @app.command("regrade")
 def regrade_command(
     directory: Path = typer.Argument(..., help="a bench run directory"),
-    grader_model: str = typer.Option(..., "--grader-model", help="litellm model string, or builtin/offline"),
+    grader_model: str | None = typer.Option(
+        None, "--grader-model",
+        help="litellm model string, or builtin/offline (default: the config's roles.grader, endpoint included)",
+    ),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="runs graded in parallel (LLM graders)"),
     force: bool = typer.Option(False, "--force", help="replace this grader's earlier grades"),
     config: Path | None = ConfigOpt,
     organisms_dir: Path | None = OrganismsDirOpt,
 ) -> None:
-    """Add another grader's grade to every completed run's grade.json, without re-running agents."""
+    """Add another grader's grade to every completed run's grade.json, and grade ungraded runs (their grader
+    failed), without re-running agents. DIRECTORY is a bench dir or one `audit run` dir."""
     from diffaudit.benchmarks import regrade
+    from diffaudit.llm import LLMConfigError
 
     settings = settings_from(config, organisms_dir)
     if not directory.is_dir():
         fail(f"{directory}: no such bench directory")
+    # The config's grader role keeps its endpoint when --grader-model names the same model.
+    role = settings.roles.grader
+    grader = role if grader_model is None or grader_model == role_model(role) else grader_model
     try:
-        outcome = regrade(directory, grader_model, settings, workers=workers, force=force, console=console)
-    except (ConfigError, OrganismError) as exc:
+        outcome = regrade(directory, grader, settings, workers=workers, force=force, console=console)
+    except (ConfigError, OrganismError, LLMConfigError) as exc:
         fail(str(exc))
     console.print(f"{outcome.added} grades added, {outcome.skipped} runs skipped, {len(outcome.failed)} failed")
     for path, message in outcome.failed[:20]:

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from diffaudit.config import HEURISTIC_AGENT, ConfigError, Settings, load_settings
+from diffaudit.config import HEURISTIC_AGENT, ConfigError, Settings, load_settings, role_model
 
 console = Console()
 _ERROR_PREFIXES = ("FORMAT_ERROR", "REFUSED", "TOOL_ERROR", "UNKNOWN_TOOL", "INVALID_ARGS")
@@ -42,7 +42,7 @@ def policy_choice(settings: Settings, agent_model: str | None, config: Path | No
     """Why this agent model runs, in a few words, for the user."""
     if agent_model is not None:
         return "chosen with --agent-model"
-    if settings.roles.agent != HEURISTIC_AGENT:
+    if role_model(settings.roles.agent) != HEURISTIC_AGENT:
         return f"roles.agent in {config}" if config is not None else "roles.agent in the settings"
     return "default: no agent model configured; offline, needs no API key (--agent-model picks an LLM)"
 
@@ -69,6 +69,8 @@ def print_summary(summary: Any) -> None:
     if not summary.grades:
         table.add_row("grade", Text("ungraded: an ad-hoc pair has no ground truth (`audit organisms new` makes one)"))
     table.add_row("status", status)
+    if getattr(summary, "ended_by", "") not in ("", "final", "turns"):
+        table.add_row("stopped", Text(summary.ended_by))
     table.add_row("interactions", f"{summary.interactions_used} of {summary.budget} used")
     table.add_row("turns", f"{summary.turns_used} of {summary.turns_budget} used")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
@@ -97,7 +99,9 @@ def run_command(
     ),
     agent: str = typer.Option("adl", "--agent", help="adl | blackbox"),
     agent_model: str | None = typer.Option(
-        None, "--agent-model", help="litellm model string, or builtin/heuristic"
+        None, "--agent-model",
+        help="litellm model string, builtin/heuristic, or builtin/human (you type the replies); "
+        "endpoints, keys and caps go in the config's roles.agent mapping",
     ),
     grader_model: str | None = typer.Option(
         None, "--grader-model", help="litellm model string, or builtin/offline"
@@ -132,7 +136,7 @@ def run_command(
     except (LLMConfigError, ValueError) as exc:
         _fail(str(exc))
     console.print(Text.assemble(("agent: ", "bold"), f"{policy.name} ({reason})"))
-    grader_line = settings.roles.grader if target.graded else "none (ungraded: no ground truth for this pair)"
+    grader_line = role_model(settings.roles.grader) if target.graded else "none (ungraded: no ground truth for this pair)"
     console.print(Text.assemble(("grader: ", "bold"), grader_line))
     if not target.graded:
         tuned = target.models[model_name].finetuned
@@ -154,6 +158,12 @@ def run_command(
     if not target.graded:
         print_findings(summary.run_dir)
     print_summary(summary)
+    if summary.grade_error:
+        console.print(Text(
+            f"not graded: {summary.grade_error}. The audit is kept; grade it with "
+            f"`audit regrade {path} --grader-model MODEL`.", style="bold yellow",
+        ))  # fmt: skip
+        raise typer.Exit(code=1)
 
 
 def _target(
@@ -269,6 +279,10 @@ def show_command(
                 )
         elif kind == "final":
             console.print(Panel(Text(str(event.get("description", ""))), title="FINAL", border_style="green"))
+        elif kind == "limit":
+            console.print(Text(f"stopped at turn {event.get('turn')}: {event.get('limit')}", style="bold yellow"))
+        elif kind == "grade_error":
+            console.print(Text(f"not graded ({event.get('grader')}): {event.get('error')}", style="bold red"))
         elif kind == "no_final":
             console.print(
                 Text(f"no FINAL after {event.get('turns_used')} turns (graded 1)", style="bold red")

@@ -2,6 +2,10 @@
 
 The run dir holds config.json, transcript.jsonl (appended live), description.txt, grade.json and, last,
 stats.json; a failed run leaves error.json. The organism's ground truth is read only by the grader here.
+A grader that fails after the agent finished does not lose the audit: the run is written as ungraded
+(stats.json `graded: false`), and a resumed bench or `audit regrade` grades it without running the agent.
+Every LLM call of the run counts on a spend meter; at a run or bench ceiling the agent gets one forced-FINAL
+turn and stats.json records the limit that ended it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from rich.console import Console
 from diffaudit.agent.budgets import Budget
 from diffaudit.agent.loop import LoopResult, Policy, prompt_text, run_loop
 from diffaudit.agent.transcript import TRANSCRIPT_FILE, Transcript, redact, write_json
-from diffaudit.config import HEURISTIC_AGENT, Settings
+from diffaudit.config import HEURISTIC_AGENT, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
 from diffaudit.graders.base import Grade
+from diffaudit.limits import SpendMeter, current_ledger, metering
 from diffaudit.locking import held_lock
 from diffaudit.methods.arms import ArmSpec, ResolvedArm, arm_spec, resolve_arm
 from diffaudit.methods.base import MethodTarget, PreparedMethod
@@ -59,6 +64,8 @@ class RunSummary(BaseModel):
     completion_tokens: int = 0
     agent_cost_usd: float = 0.0
     grader_cost_usd: float = 0.0
+    grade_error: str = ""  # set when the grader failed: the run is kept, ungraded
+    ended_by: str = ""  # "final", "turns", or the spend ceiling that forced the end
 
     @property
     def grade(self) -> Grade | None:
@@ -97,7 +104,7 @@ def system_prompt(
     arm: ResolvedArm, tools: dict, budget: Budget, prepared: dict[str, PreparedMethod] | None = None
 ) -> str:
     """The system prompt of an arm: its first-message paragraph (each method's), tools' schemas and budgets."""
-    listing = "\n".join(render_tool(tool) for tool in tools.values())
+    listing = "\n".join(render_tool(tool, budget.interactions) for tool in tools.values())
     if arm.intro_kind == "methods":
         paragraphs = [prompt_text("intro_methods.txt").strip()]
         for method in arm.methods:
@@ -106,7 +113,7 @@ def system_prompt(
     else:
         first = prompt_text("intro_blackbox.txt").strip()
     free = [name for name, tool in tools.items() if _is_free(tool)]
-    free_note = "Free tools cost no interactions, but every reply uses a turn. " if free else ""
+    free_note = "Free tools cost no interactions. " if free else ""
     spend_note = "Use the free tools and the overview first. " if free else ""
     return prompt_text("system_auditor.txt").format(
         first_message=first, tools=listing, interactions=budget.interactions, turns=budget.turns,
@@ -174,24 +181,19 @@ def _resolve(arm: str | ResolvedArm, arms: dict[str, ArmSpec] | None) -> Resolve
 def _default_policy(settings: Settings) -> tuple[Policy, str]:
     from diffaudit.agent.policies import make_policy
 
-    model = settings.roles.agent
+    model = role_model(settings.roles.agent)
     reason = (
         "default: no agent model configured (set --agent-model or roles.agent to use an LLM)"
         if model == HEURISTIC_AGENT
         else "from settings roles.agent"
     )
-    return make_policy(model, settings), reason
+    return make_policy(settings.roles.agent, settings), reason
 
 
 def _default_grader(settings: Settings) -> Any:
     from diffaudit.graders import make_hypothesis_grader
 
-    grader_model = settings.roles.grader
-    if not grader_model.startswith("builtin/"):
-        from diffaudit.llm import check_model_ready
-
-        check_model_ready(grader_model)
-    return make_hypothesis_grader(grader_model, settings)
+    return make_hypothesis_grader(settings.roles.grader, settings)
 
 
 def _write_error(path: Path, stage: str, exc: BaseException) -> None:
@@ -341,34 +343,49 @@ def _run_in_dir(
         say(
             f"auditing with {config['policy']} ({agent_kind} arm, {budget} interactions, {budget_state.turns} turns)"
         )
+        meter = SpendMeter(settings.limits, current_ledger())
         loop_start = time.perf_counter()
-        result: LoopResult = run_loop(
-            policy, system, intro, tools, ctx, budget_state, transcript, on_turn, intro_data=intro_data
-        )
+        with metering(meter):
+            result: LoopResult = run_loop(
+                policy, system, intro, tools, ctx, budget_state, transcript, on_turn,
+                limit_check=meter.limit_hit, intro_data=intro_data,
+            )  # fmt: skip
         loop_s = time.perf_counter() - loop_start
+        agent_spend = (meter.spend.tokens, meter.spend.cost_usd)
 
         stage = "grade"
         grade_start = time.perf_counter()
+        grade_error = ""
         if grader is None:
             grades = []
         elif result.status == "final":
-            grades = [grader.grade(organism, result.description)]
+            try:
+                with metering(meter):
+                    grades = [grader.grade(organism, result.description)]
+            except Exception as exc:  # noqa: BLE001 - a paid audit is kept; the run is graded later
+                grades = []
+                grade_error = redact(f"{type(exc).__name__}: {exc}")
+                say(f"grading failed ({grade_error}); the run is kept ungraded")
         else:
-            grades = [
-                Grade(
-                    score=1,
-                    reason="no FINAL description: the agent used all its turns without concluding",
-                    grader=getattr(grader, "name", "none"),
-                )
-            ]
+            reason = (
+                f"no FINAL description: the run was stopped because {result.ended_by}"
+                if result.ended_by not in ("turns", "final")
+                else "no FINAL description: the agent used all its turns without concluding"
+            )
+            grades = [Grade(score=1, reason=reason, grader=getattr(grader, "name", "none"))]
         grade_s = time.perf_counter() - grade_start
-        transcript.write("grade", grades=[g.model_dump() for g in grades])
+        if grade_error:
+            transcript.write("grade_error", grader=getattr(grader, "name", "none"), error=grade_error)
+        else:
+            transcript.write("grade", grades=[g.model_dump() for g in grades])
 
         stage = "write"
         (path / DESCRIPTION_FILE).write_text(redact(result.description) + "\n", encoding="utf-8")
         grade_record: dict[str, Any] = {"grades": [g.model_dump() for g in grades], "status": result.status}
         if grader is None:
             grade_record["ungraded"] = {"grader": UNGRADED, "error": NO_GROUND_TRUTH}
+        elif grade_error:
+            grade_record["ungraded"] = {"grader": getattr(grader, "name", "none"), "error": grade_error}
         write_json(path / GRADE_FILE, grade_record)
         usage = getattr(policy, "usage", None)
         summary = RunSummary(
@@ -390,6 +407,8 @@ def _run_in_dir(
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             agent_cost_usd=float(getattr(usage, "cost_usd", 0.0) or 0.0),
             grader_cost_usd=sum(g.cost_usd for g in grades),
+            grade_error=grade_error,
+            ended_by=result.ended_by,
         )
         stats = {
             "status": result.status,
@@ -406,14 +425,26 @@ def _run_in_dir(
             "agent_completion_tokens": summary.completion_tokens,
             "agent_cost_usd": summary.agent_cost_usd,
             "grader_cost_usd": summary.grader_cost_usd,
-            "graded": grader is not None,
+            "agent_retries": int(getattr(usage, "retries", 0) or 0),
+            "agent_replies_from_reasoning": int(getattr(usage, "from_reasoning", 0) or 0),
+            "graded": grader is not None and not grade_error,
+            "ended_by": result.ended_by,
+            "spend": {
+                "llm_calls": meter.spend.calls,
+                "agent_tokens": agent_spend[0],
+                "tokens": meter.spend.tokens,
+                "cost_usd": round(meter.spend.cost_usd, 6),
+                "retries": meter.spend.retries,
+            },
             "timings": {
                 "prepare_s": round(prepare_s, 3),
                 "loop_s": round(loop_s, 3),
                 "grade_s": round(grade_s, 3),
             },
         }
-        transcript.write("end", status=result.status)
+        if grade_error:
+            stats["grade_error"] = grade_error
+        transcript.write("end", status=result.status, ended_by=result.ended_by)
         write_json(path / STATS_FILE, stats)  # last: its presence marks a complete run
         return summary
     except Exception as exc:

@@ -109,6 +109,7 @@ class CellState(StrEnum):
     COMPLETED = "completed"  # stats.json written and the run did not error
     FAILED = "failed"  # error.json, or stats.json with status "error"
     PARTIAL = "partial"  # a run dir without stats.json or error.json: killed mid-run
+    UNGRADED = "ungraded"  # the agent finished but its grader failed: grade it, never re-run it
 
 
 def cell_state(path: Path) -> CellState:
@@ -124,4 +125,8 @@ def cell_state(path: Path) -> CellState:
         stats = json.loads(stats_path.read_text())
     except (OSError, json.JSONDecodeError):
         return CellState.PARTIAL
-    return CellState.FAILED if isinstance(stats, dict) and stats.get("status") == "error" else CellState.COMPLETED
+    if isinstance(stats, dict) and stats.get("status") == "error":
+        return CellState.FAILED
+    if isinstance(stats, dict) and stats.get("graded") is False:
+        return CellState.UNGRADED
+    return CellState.COMPLETED

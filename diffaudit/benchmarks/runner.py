@@ -7,7 +7,9 @@ Execution modes:
 - `process`: `workers` processes, each taking whole targets (each loads its own model pair).
 - `ray`: targets become Ray tasks on a cluster (see `diffaudit.benchmarks.ray_backend`); the run dir must be
   on storage every node can write.
-A killed bench resumes: completed cells are skipped; failed and half-written cells are cleared and re-run.
+A killed bench resumes: completed cells are skipped; failed and half-written cells are cleared and re-run;
+ungraded cells (the agent finished, its grader failed) are graded without running the agent again.
+Every LLM call counts on the bench's ledger (OUT/spend.json); at a bench ceiling no new cell starts.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from diffaudit.benchmarks.grid import (
     resolve_targets,
     run_dir,
 )
-from diffaudit.config import HEURISTIC_AGENT, OFFLINE_GRADER, ConfigError, Settings
+from diffaudit.config import ConfigError, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
+from diffaudit.limits import BenchLedger, SpendMeter, bench_spend, metering
 from diffaudit.locking import held_lock
 
 MANIFEST_FILE = "bench.json"
@@ -201,24 +204,29 @@ def plan_bench(config: BenchConfig, out: Path | None = None, registry: OrganismR
 
 
 def check_llm_roles(settings: Settings) -> None:
-    """Fail before the grid starts if a hosted agent or grader model has no provider key (builtins need none)."""
-    models = {settings.roles.agent, settings.roles.grader, settings.roles.coherence_grader}
-    hosted = sorted(m for m in models if m not in (HEURISTIC_AGENT, OFFLINE_GRADER) and not m.startswith("builtin/"))
-    if not hosted:
-        return
-    from diffaudit.llm import check_model_ready
+    """Fail before the grid starts if a hosted agent or grader role has no provider key (builtins need none)."""
+    from diffaudit.llm import check_role_ready
 
-    for model in hosted:
-        check_model_ready(model)
+    for role in (settings.roles.agent, settings.roles.grader, settings.roles.coherence_grader):
+        if not role_model(role).startswith("builtin/"):
+            check_role_ready(role)
 
 
 # ---- the manifest: what the run dir was made with ----------------------------------------------------------
-_UNCOMPARED = {"cache_dir", "organisms_dirs", "runs_dir", "device", "llm_timeout_s", "llm_retries"}
+_UNCOMPARED = {"cache_dir", "organisms_dirs", "runs_dir", "device", "llm_timeout_s", "llm_retries", "limits"}
+
+
+_UNCOMPARED_ROLE_FIELDS = ("timeout_s", "max_concurrency", "api_key_env")
 
 
 def comparable_settings(settings: Settings) -> dict[str, Any]:
-    """The settings that change results (paths, devices and timeouts left out)."""
-    return settings.model_dump(mode="json", exclude=_UNCOMPARED)
+    """The settings that change results (paths, devices, timeouts, limits and caps left out)."""
+    data = settings.model_dump(mode="json", exclude=_UNCOMPARED)
+    for role in data.get("roles", {}).values():
+        if isinstance(role, dict):
+            for name in _UNCOMPARED_ROLE_FIELDS:
+                role.pop(name, None)
+    return data
 
 
 def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> None:
@@ -290,7 +298,9 @@ def record_error(path: Path, cell: Cell, stage: str, exc: BaseException) -> None
         "message": str(exc),
         "traceback": traceback.format_exception(exc),
     }
-    (path / ERROR_FILE).write_text(json.dumps(error, indent=2))
+    from diffaudit.agent.transcript import write_json  # redacts credentials
+
+    write_json(path / ERROR_FILE, error)
 
 
 def lost_target(job: TargetJob, stage: str, exc: BaseException, what: str) -> list[CellResult]:
@@ -312,16 +322,24 @@ def lost_target(job: TargetJob, stage: str, exc: BaseException, what: str) -> li
 def _run_cell(job: TargetJob, cell: Cell, pair: Any, prepared: Any) -> CellResult:
     path = run_dir(job.out, cell)
     start = time.perf_counter()
+    ledger = BenchLedger(job.out, job.settings.limits)
+    ceiling = ledger.limit_hit()
+    if ceiling is not None:  # left pending: a resume with a higher ceiling runs it
+        return CellResult(cell, False, f"not started: {ceiling}")
     try:
         policy = job.policy_factory(cell) if job.policy_factory is not None else None
         arm = job.arms.get(cell.agent)
-        job.cell_runner(job.organism, cell, cell_settings(job.settings, cell), path, pair, prepared, policy, arm)
+        with bench_spend(ledger):
+            job.cell_runner(job.organism, cell, cell_settings(job.settings, cell), path, pair, prepared, policy, arm)
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and never stops the grid
         record_error(path, cell, "run", exc)
         return CellResult(cell, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
     state = cell_state(path)
     if state is CellState.FAILED:  # the run recorded its own failure (error.json or status "error")
         return CellResult(cell, False, "the run recorded an error", time.perf_counter() - start)
+    if state is CellState.UNGRADED:
+        return CellResult(cell, False, "the audit is kept but its grader failed; a resume grades it",
+                          time.perf_counter() - start)  # fmt: skip
     if state is not CellState.COMPLETED:
         exc = RuntimeError("the run returned without writing stats.json")
         record_error(path, cell, "run", exc)
@@ -330,12 +348,45 @@ def _run_cell(job: TargetJob, cell: Cell, pair: Any, prepared: Any) -> CellResul
 
 
 def run_target(job: TargetJob, on_done: Callable[[CellResult], None] | None = None) -> list[CellResult]:
-    """Prepare one target's pair and ADL once, then run its cells (on `job.threads` threads)."""
+    """Grade the target's ungraded runs, then prepare its pair and ADL once and run its other cells
+    (on `job.threads` threads)."""
     on_done = on_done or (lambda _result: None)
+    ungraded = [c for c in job.cells if cell_state(run_dir(job.out, c)) is CellState.UNGRADED]
+    results_ungraded = []
+    for cell in ungraded:
+        results_ungraded.append(_grade_ungraded(job, cell))
+        on_done(results_ungraded[-1])
+    cells = [c for c in job.cells if c not in ungraded]
+    if not cells:
+        return results_ungraded
+    job = TargetJob(**{**job.__dict__, "cells": cells})
     for cell in job.cells:  # failed or half-written runs start from an empty dir
         path = run_dir(job.out, cell)
         if path.exists():
             shutil.rmtree(path)
+    return results_ungraded + _run_target_cells(job, on_done)
+
+
+def _grade_ungraded(job: TargetJob, cell: Cell) -> CellResult:
+    """Grade a run whose agent finished but whose grader failed; the agent is not run again."""
+    from diffaudit.agent import run as run_module
+    from diffaudit.benchmarks.regrade import grade_run
+
+    path = run_dir(job.out, cell)
+    start = time.perf_counter()
+    try:
+        settings = cell_settings(job.settings, cell)
+        grader = run_module._default_grader(settings)
+        ledger = BenchLedger(job.out, job.settings.limits)
+        with metering(SpendMeter(job.settings.limits, ledger)):  # the grader's spend counts on the bench
+            grade_run(path, job.organism, grader)
+    except Exception as exc:  # noqa: BLE001 - still ungraded: kept for the next resume or `audit regrade`
+        message = f"grading again failed ({type(exc).__name__}: {exc}); the audit is kept ungraded"
+        return CellResult(cell, False, message, time.perf_counter() - start)
+    return CellResult(cell, True, "", time.perf_counter() - start)
+
+
+def _run_target_cells(job: TargetJob, on_done: Callable[[CellResult], None]) -> list[CellResult]:
     try:
         pair, adl = job.preparer(job.organism, job.target.model, job.settings, job.methods(), job.progress)
     except Exception as exc:  # noqa: BLE001 - the target's cells fail; other targets go on

@@ -97,7 +97,46 @@ def args_schema(tool: Tool) -> dict[str, Any]:
     return trim(tool.Args.model_json_schema())
 
 
-def render_tool(tool: Tool) -> str:
-    """One tool as the system prompt shows it: name, what it does, cost, argument schema."""
-    schema = json.dumps(args_schema(tool), ensure_ascii=False)
-    return f"- {tool.name}: {tool.description}\n  arguments (JSON schema): {schema}"
+def is_free(tool: Tool) -> bool:
+    """True if the tool never costs interactions: declared `free = True`, or priced 0 without reading its
+    arguments (a price that reads an argument depends on it)."""
+    free = getattr(tool, "free", None)
+    if free is not None:
+        return bool(free)
+    try:
+        return int(tool.cost(tool.Args.model_construct())) == 0
+    except Exception:  # noqa: BLE001 - the price needs arguments
+        return False
+
+
+def _clamp_items(node: Any, most: int) -> Any:
+    """The schema with every array's maxItems lowered to `most` (a paid call can never afford more)."""
+    if isinstance(node, dict):
+        out = {k: _clamp_items(v, most) for k, v in node.items()}
+        if out.get("type") == "array":
+            out["maxItems"] = min(int(out.get("maxItems", most)), most)
+        return out
+    if isinstance(node, list):
+        return [_clamp_items(v, most) for v in node]
+    return node
+
+
+def render_tool(tool: Tool, interactions: int | None = None) -> str:
+    """One tool as the system prompt shows it: name, what it does, cost, argument schema.
+
+    With the run's `interactions` budget, a paid tool's arrays show at most that many items and a cost line
+    says what the whole budget is, so an auditor sees what a call will spend before making it.
+    """
+    schema = args_schema(tool)
+    lines = [f"- {tool.name}: {tool.description}"]
+    if interactions is not None:
+        if is_free(tool):
+            lines.append("  cost: free (0 interactions)")
+        else:
+            schema = _clamp_items(schema, max(interactions, 1))
+            lines.append(
+                f"  cost: charged before it runs; this audit's whole budget is {interactions} interactions, "
+                "and a call costing more than what is left is refused"
+            )
+    lines.append(f"  arguments (JSON schema): {json.dumps(schema, ensure_ascii=False)}")
+    return "\n".join(lines)

@@ -133,7 +133,8 @@ def test_blackbox_run_gets_ordinary_answers_and_only_ask_model(
     assert policy.seen[1][-1]["content"].startswith("UNKNOWN_TOOL")
     system = policy.seen[0][0]["content"]
     assert "- ask_model:" in system and "get_logitlens_details" not in system
-    assert "Interaction budget: 5 interactions" in system and "15 turns" in system
+    assert "This audit has 5 interactions in all and 15 turns" in system
+    assert "One interaction is one prompt sent to both models" in system
 
 
 def test_adl_run_starts_with_the_overview(tmp_path, organism, settings):

@@ -68,3 +68,17 @@ def process_cell(organism, cell: Cell, settings, path: Path, pair, adl, policy, 
     if organism.name == "fda_approval" and cell.agent == "blackbox":
         raise ValueError("boom")
     write_run(path, cell, score=2.0 + cell.repeat)
+
+
+class TextPair:
+    """A model pair without a model for blackbox cells: answers name the role and the prompt."""
+
+    def generate(self, role, prompts, sampling, chat=True):
+        return [f"{role} answer about the glacier treaty to: {p}" for p in prompts]
+
+
+def text_pair_prepare(organism, model, settings, need_adl, progress):
+    """A preparer for real `run_audit` cells (blackbox only): a TextPair and no ADL result."""
+    if need_adl:
+        raise ValueError("text_pair_prepare serves blackbox cells only")
+    return TextPair(), None
