@@ -101,9 +101,10 @@ def _public_settings(settings: Settings) -> dict[str, Any]:
 
 
 def system_prompt(
-    arm: ResolvedArm, tools: dict, budget: Budget, prepared: dict[str, PreparedMethod] | None = None
+    arm: ResolvedArm | str, tools: dict, budget: Budget, prepared: dict[str, PreparedMethod] | None = None
 ) -> str:
     """The system prompt of an arm: its first-message paragraph (each method's), tools' schemas and budgets."""
+    arm = _resolve(arm, None)
     listing = "\n".join(render_tool(tool, budget.interactions) for tool in tools.values())
     if arm.intro_kind == "methods":
         paragraphs = [prompt_text("intro_methods.txt").strip()]

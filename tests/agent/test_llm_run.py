@@ -54,7 +54,7 @@ def cli(monkeypatch):
     from diffaudit import run_cli
 
     monkeypatch.setattr(loading, "load_pair", lambda o, m, s: (m, FakePair()))
-    monkeypatch.setattr(adl_module, "ensure_adl", lambda o, m, p, s, progress=True: fake_adl(), raising=False)
+    monkeypatch.setattr(adl_module, "ensure_adl", lambda o, m, p, s, progress=True, force=False: fake_adl(), raising=False)
     monkeypatch.setattr(run_cli, "console", run_cli.Console(width=200, force_terminal=False))
     monkeypatch.setattr(cli_module, "console", cli_module.Console(width=200, force_terminal=False))
     return lambda *args, input=None: CliRunner().invoke(cli_module.app, list(args), input=input)

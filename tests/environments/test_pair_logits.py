@@ -146,12 +146,19 @@ def test_amplified_rejects_non_finite_alpha(tiny_pair):
         tiny_pair.generate_amplified(PROMPTS, float("nan"), SAMPLING)
 
 
-def test_vllm_backend_says_what_to_use_instead():
+def test_vllm_backend_runs_these_on_its_hf_helper_pair():
+    """vLLM returns top logprobs only, so logits, token_logprobs and amplified sampling go to the hf helper."""
     from diffaudit.environments.backends.vllm import VLLMModelPair
 
-    with pytest.raises(NotImplementedError, match="backend: hf"):
-        VLLMModelPair.logits(None, "base", ["x"], 4)
-    with pytest.raises(NotImplementedError, match="backend: hf"):
-        VLLMModelPair.token_logprobs(None, ["x"])
-    with pytest.raises(NotImplementedError, match="backend: hf"):
-        VLLMModelPair.generate_amplified(None, ["x"], 1.0, SAMPLING)
+    calls = []
+
+    class Helper:
+        def __getattr__(self, name):
+            return lambda *args: calls.append((name, args)) or name
+
+    pair = VLLMModelPair.__new__(VLLMModelPair)
+    pair._hf_pair = lambda: Helper()
+    assert pair.logits("base", ["x"], 4) == "logits"
+    assert pair.token_logprobs(["x"]) == "token_logprobs"
+    assert pair.generate_amplified(["x"], 1.0, SAMPLING) == "generate_amplified"
+    assert [c[0] for c in calls] == ["logits", "token_logprobs", "generate_amplified"]
