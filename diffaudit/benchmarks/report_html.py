@@ -133,13 +133,13 @@ def render_page(root: Path, runs: list[RunRecord], cells: list[CellStats], boot:
     roles = (manifest.get("settings") or {}).get("roles") or {}
     name = manifest.get("name") or root.name
     pairs = sorted({r.pair for r in runs})
+    statuses = [run_status(r) for r in runs]
     completed = sum(r.completed for r in runs)
-    failed = sum(r.state.value == "failed" for r in runs)
-    partial = sum(r.state.value == "partial" for r in runs)
+    failed, partial, ungraded = (statuses.count(s) for s in ("failed", "unfinished", "ungraded"))
     parts = [f"<h1>Bench report: {escape(str(name))}</h1>"]
     parts.append(
         f'<p class="lede">{len(runs)} runs over {len(pairs)} organism pairs: {completed} completed, {failed} failed, '
-        f"{partial} unfinished."
+        f"{partial} unfinished" + (f", {ungraded} ungraded." if ungraded else ".")
         + (f" Agent <code>{escape(str(roles.get('agent')))}</code>; grader <code>{escape(str(roles.get('grader')))}</code>." if roles else "")
         + "</p>"
     )  # fmt: skip
