@@ -375,7 +375,7 @@ def build_sample(run: RunFiles, epoch: int, bench: str, targets: _Targets, log_g
     from inspect_ai.dataset import Sample
     from inspect_ai.event import SampleInitEvent
     from inspect_ai.log import EvalSample
-    from inspect_ai.model import ModelOutput
+    from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, ModelOutput
 
     uid = _digest(bench, run.rel)
     base = _base_time(run)
@@ -393,12 +393,16 @@ def build_sample(run: RunFiles, epoch: int, bench: str, targets: _Targets, log_g
         sample=Sample(input=task_input, target=target, id=sample_id(run), metadata=_metadata(run)), state={},
     )  # fmt: skip
     final = run.description if run.status == "final" else ""
+    answer = ChatMessageAssistant(id=f"{uid}-output", content=final, model=run.agent_model, source="generate")
+    output = ModelOutput(model=run.agent_model, choices=[ChatCompletionChoice(message=answer, stop_reason="stop")],
+                         completion=final)  # fmt: skip
+    model_usage, role_usage = _usage(run)
     completed = builder.at(run.elapsed_s)
     return EvalSample(
         id=sample_id(run), epoch=epoch, input=task_input, target=target, description=summary,
-        messages=messages, output=ModelOutput.from_content(run.agent_model, final),
+        messages=messages, output=output,
         scores=scores, metadata=_metadata(run), events=[init, *builder.events],
-        model_usage=_usage(run)[0], role_usage=_usage(run)[1],
+        model_usage=model_usage, role_usage=role_usage,
         started_at=base, completed_at=completed, total_time=round(run.elapsed_s, 3),
         working_time=round(run.elapsed_s, 3), uuid=uid, error=_eval_error(run), limit=_limit(run),
         turn_count=sum(1 for m in messages if m.role == "assistant"),
@@ -507,6 +511,8 @@ def build_log(runs: list[RunFiles], reader: RunReader, targets: _Targets, boot: 
     first = runs[0]
     arm, budget, agent_model = first.arm, first.budget, first.agent_model
     graders = list(dict.fromkeys(k for run in runs for k in grader_keys(run.grades)))
+    if not graders:  # every run ungraded: its configured grader still names the (unscored) score
+        graders = list(dict.fromkeys(str(r.config["grader"]) for r in runs if r.config.get("grader")))
     settings = _settings_of(runs, reader)
     roles = settings.get("roles") or {}
     samples = [build_sample(run, epoch, reader.name, targets, graders)
