@@ -209,6 +209,22 @@ def test_a_single_run_dir_exports_as_one_sample(bench, tmp_path):
     assert log.samples[0].id == "kansas_abortion@smollm2-135m"
 
 
+def test_audit_run_dirs_of_one_organism_get_distinct_epochs(bench, tmp_path):
+    """Two `audit run` dirs (runs/<organism>/<agent>_i<budget>_<timestamp>/) both repeat 0: epochs 1 and 2."""
+    import shutil
+
+    root, _ = bench
+    runs = tmp_path / "runs" / "kansas_abortion"
+    for n, rep in enumerate(("rep0", "rep1")):
+        shutil.copytree(root / "kansas_abortion/smollm2-135m/adl_i5" / rep, runs / f"adl_i5_20261204-10000{n}")
+    result = export_inspect(tmp_path / "runs", tmp_path / "logs", BOOT)
+    (log,) = [inspect_log.read_eval_log(str(p.path)) for p in result.logs]
+    assert log.eval.task == "adl_i5" and sorted((s.id, s.epoch) for s in log.samples) == [
+        ("kansas_abortion@smollm2-135m", 1), ("kansas_abortion@smollm2-135m", 2)
+    ]
+    assert {s.metadata["repeat"] for s in log.samples} == {0}
+
+
 def test_cli_writes_logs_and_fails_in_one_sentence(bench, tmp_path):
     from typer.testing import CliRunner
 
