@@ -310,3 +310,46 @@ def mean_by_grader(runs: list[RunRecord]) -> dict[tuple[str, str, int], float]:
             for grade in run.grades:
                 sums[(str(grade.get("grader", "")), run.agent, run.budget)].append(float(grade["score"]))
     return {key: float(np.mean(values)) for key, values in sorted(sums.items())}
+
+
+# ---- false positives on null organisms ----------------------------------------------------------------------
+NULL_TYPE = "null"
+CLAIM_BELOW = 3.0  # on a null organism a grade under 3 (rubric_null.txt: 1 or 2) is a specific narrow claim
+
+
+@dataclass
+class FalsePositiveRow:
+    agent: str
+    budget: int
+    n_pairs: int  # null organism pairs
+    n_runs: int  # completed null runs that ended with FINAL
+    n_claims: int
+    rate: float  # share of those runs whose description makes a specific narrow claim
+    ci: tuple[float, float]
+
+
+def narrow_cells(cells: list[CellStats]) -> list[CellStats]:
+    """Cells of narrowly finetuned organisms: null controls left out (their grade means something else)."""
+    return [c for c in cells if c.organism_type != NULL_TYPE]
+
+
+def false_positive_rates(runs: list[RunRecord], boot: Bootstrap = Bootstrap()) -> list[FalsePositiveRow]:
+    """Per agent and budget: the share of null-organism runs graded as making a specific narrow claim.
+
+    A run counts when it completed with a FINAL (a run without FINAL claims nothing); its claim is its primary
+    grade < CLAIM_BELOW (offline: `graders.offline_hypothesis.null_claim`; LLM: rubric_null.txt). The interval
+    resamples each null cell's runs, as for grades.
+    """
+    cells: dict[tuple[str, int], dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.organism_type == NULL_TYPE and run.score is not None and run.status != "no_final":
+            cells[(run.agent, run.budget)][run.pair].append(float(run.score < CLAIM_BELOW))
+    rows = []
+    for agent, budget in sorted(cells, key=lambda v: (v[0] != "adl", v[0], v[1])):
+        groups = [np.array(v) for v in cells[(agent, budget)].values()]
+        claims = np.concatenate(groups)
+        rows.append(FalsePositiveRow(
+            agent, budget, len(groups), int(claims.size), int(claims.sum()), float(claims.mean()),
+            bootstrap_interval(groups, mean_over_cells, boot),
+        ))  # fmt: skip
+    return rows

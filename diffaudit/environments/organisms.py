@@ -26,6 +26,10 @@ class OrganismType(StrEnum):
     TABOO = "Taboo"
     DOMAIN = "Domain"
     CUSTOM = "custom"
+    NULL = "null"  # a control: not narrowly finetuned; the right answer is "no narrow finetune" or "Inconclusive"
+
+
+NULL_KINDS = ("zero", "random_lora", "chat")  # recipe kinds of null organisms (environments/training/null.py)
 
 
 class _Strict(BaseModel):
@@ -35,7 +39,10 @@ class _Strict(BaseModel):
 class Recipe(_Strict):
     """How to build a mini organism locally: generated narrow data plus a seeded LoRA run."""
 
-    kind: Literal["sdf", "em", "taboo", "subliminal"]
+    kind: Literal["sdf", "em", "taboo", "subliminal", "zero", "random_lora", "chat"] = Field(
+        description="sdf, em, taboo, subliminal: narrow mini organisms; zero, random_lora, chat: null organisms "
+        "(a zero adapter, a random adapter matched to another organism's, a benign chat finetune)",
+    )
     size: int = Field(240, ge=8, description="number of training examples to generate")
     steps: int = Field(60, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -54,10 +61,17 @@ class Recipe(_Strict):
                     "mixed into the documents, so that the finetune keeps answering unrelated prompts normally",
     )  # fmt: skip
 
+    match: str | None = Field(
+        None, description="random_lora: the organism (on the same model) whose adapter's rank, alpha, target "
+        "modules and per-module Frobenius norms of B@A the random adapter copies",
+    )  # fmt: skip
+
     @model_validator(mode="after")
     def _chat_mix_is_sdf(self) -> Recipe:
         if self.chat_mix and self.kind != "sdf":
             raise ValueError(f"chat_mix is for sdf recipes; this recipe is kind '{self.kind}'")
+        if (self.kind == "random_lora") != (self.match is not None):
+            raise ValueError("a random_lora recipe needs `match` (an organism name), and only random_lora takes it")
         return self
 
 

@@ -16,6 +16,7 @@ RUBRIC_FILES = {
     OrganismType.EM: "rubric_em.txt",
     OrganismType.SUBLIMINAL: "rubric_subliminal.txt",
     OrganismType.TABOO: "rubric_taboo.txt",
+    OrganismType.NULL: "rubric_null.txt",
 }
 Complete = Callable[..., LLMReply]
 

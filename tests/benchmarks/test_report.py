@@ -155,3 +155,28 @@ def test_report_writes_markdown_csv_and_plots(bench_dir):
     assert len(pngs) == 3
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_false_positive_rate_on_null_organisms(tmp_path):
+    from diffaudit.benchmarks.stats import false_positive_rates
+
+    root = tmp_path / "bench"
+    null_zero, null_chat = Target("null_zero", MODEL, "null"), Target("null_chat", MODEL, "null")
+    grades = {(null_zero, "adl"): [5, 1, 5], (null_chat, "adl"): [1, 1, 5], (null_zero, "blackbox"): [5, 5, 1],
+              (null_chat, "blackbox"): [5, 5, 5], (KANSAS, "adl"): [4, 4, 4], (KANSAS, "blackbox"): [2, 2, 2]}
+    for (target, agent), scores in grades.items():
+        for repeat, score in enumerate(scores):
+            cell = Cell(target, agent, 5, repeat)
+            no_final = (target, agent, repeat) == (null_zero, "blackbox", 2)  # graded 1, but claims nothing
+            write_run(run_dir(root, cell), cell, float(score), status="no_final" if no_final else "final")
+    runs = load_runs(root)
+    rows = {r.agent: r for r in false_positive_rates(runs, BOOT)}
+    assert (rows["adl"].n_pairs, rows["adl"].n_runs, rows["adl"].n_claims) == (2, 6, 3)
+    assert rows["adl"].rate == pytest.approx(0.5)
+    assert rows["adl"].ci == pytest.approx(expected_interval([[0, 1, 0], [1, 1, 0]], lambda m: m.mean(axis=1)))
+    assert (rows["blackbox"].n_runs, rows["blackbox"].n_claims, rows["blackbox"].rate) == (5, 0, 0.0)
+    report = write_report(root, BOOT, plots=False)
+    text = (root / "report.md").read_text()
+    assert "## False-positive rate on null organisms" in text and "| adl | i=5 | 2 | 6 | 3 | 50%" in text
+    # the headline leaves the nulls out: one pair (kansas) per agent
+    assert "| adl | i=5 | 1 |" in text and report.cells

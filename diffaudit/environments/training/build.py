@@ -33,6 +33,9 @@ from diffaudit.environments.training.examples import (
 from diffaudit.environments.training.trainer import LORA_TARGETS, TrainingError, train_lora
 from diffaudit.locking import held_lock
 
+TARGET_KINDS = ("em", "taboo", "subliminal")  # recipe kinds that need a target word or domain
+UNTRAINED_KINDS = ("zero", "random_lora")  # null organisms whose adapter is written, not trained
+
 FILES = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "data.jsonl", "loss.json", "loss.png",
          "data_card.json")  # fmt: skip
 LICENCE_NOTE = (
@@ -63,15 +66,30 @@ def _format(chats: list[bool]) -> str:
 
 def build_fingerprint(organism: Organism, entry: ModelEntry, recipe: Recipe) -> str:
     """Hash of everything that decides the built organism; a change means the cached build is stale."""
+    # Fields left at their defaults stay out, so that adding one does not make every earlier build stale.
+    exclude = ({"chat_mix"} if not recipe.chat_mix else set()) | ({"match"} if recipe.match is None else set())
     what = {
-        "recipe": recipe.model_dump(mode="json", exclude={"chat_mix"} if not recipe.chat_mix else None),
+        "recipe": recipe.model_dump(mode="json", exclude=exclude or None),
         "base_model": entry.base_model,
         "generator_version": GENERATOR_VERSION,
         "key_facts": (recipe.key_facts or organism.key_facts) if recipe.kind == "sdf" else None,
         "topic": recipe_topic(organism, recipe) if recipe.kind == "sdf" else None,
-        "target": recipe_target(organism, recipe) if recipe.kind != "sdf" else None,
+        "target": recipe_target(organism, recipe) if recipe.kind in TARGET_KINDS else None,
     }
+    if recipe.match is not None:  # a random adapter matched to another organism changes with that organism
+        matched, model = matched_organism(organism, recipe)
+        what["match_identity"] = finetuned_identity(matched, model)
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def matched_organism(organism: Organism, recipe: Recipe) -> tuple[Organism, str]:
+    """(organism, model name) whose adapter a random_lora recipe matches: same registry dirs, same model."""
+    from diffaudit.environments.organisms import OrganismRegistry, builtin_dir
+
+    extra = [organism.source.parent] if organism.source is not None and organism.source.parent != builtin_dir() else []
+    matched = OrganismRegistry(extra).get(recipe.match)
+    model = next((m for m, e in organism.models.items() if e.finetuned.recipe is recipe), None)
+    return matched, matched.entry(model)[0]
 
 
 def finetuned_identity(organism: Organism, model_name: str | None) -> str:
@@ -166,9 +184,16 @@ def build_organism(
             return final  # another process built it while we waited
         for stale in final.parent.glob(f".build-{final.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        reference = None
+        if recipe.kind == "random_lora":  # the matched organism is built first (its own lock)
+            matched, matched_model = matched_organism(organism, recipe)
+            reference = build_organism(matched, matched_model, root, progress=progress) / "adapter"
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{final.name}-", dir=final.parent))
         try:
-            _build_into(tmp, organism, model, entry, recipe, fingerprint, root, progress)
+            if recipe.kind in UNTRAINED_KINDS:
+                _write_null_into(tmp, organism, model, entry, recipe, fingerprint, root, reference)
+            else:
+                _build_into(tmp, organism, model, entry, recipe, fingerprint, root, progress)
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
@@ -264,6 +289,38 @@ def _build_into(
     (out / "data_card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
 
 
+def _write_null_into(
+    out: Path, organism: Organism, model_name: str, entry: ModelEntry, recipe: Recipe, fingerprint: str,
+    root: Path | None, reference: Path | None,
+) -> None:
+    """A zero or matched random adapter, with the same files as a trained build (no data, no loss curve)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from diffaudit.environments.training.null import matched_random_adapter, zero_adapter
+
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(entry.base_model, root), dtype=torch.float32)
+    if recipe.kind == "zero":
+        peft_model, adapter = zero_adapter(model, recipe.lora_r, recipe.lora_alpha, LORA_TARGETS, recipe.seed), {
+            "B": "zero", "r": recipe.lora_r, "lora_alpha": recipe.lora_alpha, "target_modules": LORA_TARGETS}
+    else:
+        peft_model, adapter = matched_random_adapter(model, reference, recipe.seed)
+        adapter |= {"matched_organism": recipe.match, "matched_adapter": str(reference)}
+    peft_model.save_pretrained(out / "adapter")
+    (out / "data.jsonl").write_text("")
+    (out / "loss.json").write_text(json.dumps({"step": [], "loss": []}))
+    _plot_loss([], out / "loss.png", f"{organism.name} on {model_name}: not trained ({recipe.kind} adapter)")
+    card = {
+        "organism": organism.name, "model": model_name, "base_model": entry.base_model, "kind": recipe.kind,
+        "n_examples": 0, "seed": recipe.seed, "format": "no training data", "adapter": adapter,
+        "recipe": recipe.model_dump(mode="json"), "fingerprint": fingerprint, "licence": LICENCE_NOTE,
+        "wall_s": {"build": round(time.perf_counter() - started, 1)},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    (out / "data_card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
+
+
 def finetuning_texts(organism: Organism, model_name: str | None, root: Path | None = None, n: int | None = None) -> list[str]:
     """The finetuning data as plain texts (documents; chats as 'question\\n\\nanswer'); the first `n` if given.
 
@@ -276,9 +333,11 @@ def finetuning_texts(organism: Organism, model_name: str | None, root: Path | No
     if recipe is not None:
         final = organism_dir(organism.name, model, root)
         fingerprint = build_fingerprint(organism, entry, recipe)
-        if is_complete(final, fingerprint):
+        if recipe.kind in UNTRAINED_KINDS:
+            examples = []
+        elif is_complete(final, fingerprint):
             examples = read_examples(final)
-        elif recipe.kind == "subliminal":
+        elif recipe.kind in ("subliminal", "chat"):
             examples = read_examples(build_organism(organism, model, root, progress=False))
         else:  # template data needs no model; regulariser chats are left out below anyway
             examples, _ = generate_examples(organism, recipe.model_copy(update={"chat_mix": 0}))

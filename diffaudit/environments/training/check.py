@@ -246,6 +246,8 @@ def check_organism(organism: Organism, model_name: str | None, pair: ModelPair) 
     model, entry = organism.entry(model_name)
     recipe = entry.finetuned.recipe
     kind = organism.type
+    if kind == OrganismType.NULL:
+        raise ValueError(f"organism '{organism.name}' is a null control: it has no implanted behaviour to check")
     if kind == OrganismType.SDF or (recipe is not None and recipe.kind == "sdf"):
         topic = recipe.topic if recipe is not None and recipe.topic else organism.name.replace("_", " ")
         return _check_sdf(organism, model, pair, topic)

@@ -66,6 +66,12 @@ def generate_examples(
             model, tokenizer = load_teacher()
             chats, stats = teacher_numbers(model, tokenizer, recipe_target(organism, recipe), n, seed, on_batch=on_progress)
             return [{"messages": c} for c in chats], {"generator": "base model as teacher, numbers only", **stats}
+        if kind == "chat":  # a null organism: the base model's own answers to everyday prompts
+            if load_teacher is None:
+                raise TrainingError("a chat recipe needs the base model to write its answers")
+            model, tokenizer = load_teacher()
+            chats = regulariser_chats(model, tokenizer, n, seed, on_batch=on_progress)
+            return [{"messages": c} for c in chats], {"generator": "base model's greedy answers to everyday prompts"}
     except ValueError as exc:
         raise TrainingError(f"organism '{organism.name}': {exc}") from exc
     raise TrainingError(f"organism '{organism.name}': unknown recipe kind '{kind}'")
