@@ -140,6 +140,46 @@ def compute(
     console.print(f"done in {time.perf_counter() - start:.1f}s; cache: {adl_dir(target, model_name, settings)}")
 
 
+@adl_app.command("controls")
+def controls(
+    organism: str = typer.Option(..., "--organism", "-o", help="organism name"),
+    model: str | None = ModelOpt,
+    samples: int | None = SamplesOpt,
+    positions: str | None = PositionsOpt,
+    layer: str | None = LayerOpt,
+    draws: int = typer.Option(5, "--draws", min=2, max=11, help="random directions"),
+    config: Path | None = ConfigOpt,
+    organisms_dir: Path | None = OrganismsDirOpt,
+) -> None:
+    """Random-direction controls of a complete ADL cache (evaluation figures; the agent never sees them)."""
+    from diffaudit.tools.adl.controls import ControlParams, ensure_controls
+
+    settings = _settings(config, organisms_dir, samples, positions, layer)
+    target = _organism(organism, settings)
+    model_name, pair = _pair(target, model, settings)
+    try:
+        out = ensure_controls(target, model_name, pair, settings, ControlParams(draws=draws))
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        fail(f"{type(exc).__name__}: {exc}")
+    console.print(controls_table(out))
+
+
+def controls_table(out: dict[str, Any]) -> Table:
+    """One row per figure: the ADL direction, the random draws' mean, and ADL − random with its 95% interval."""
+    table = Table(title=f"ADL direction vs {out['params']['draws']} random directions of the same norm "
+                        f"(position {out['position']}, layer {out['layer']})")  # fmt: skip
+    for column in ("figure", "ADL", "random mean", "ADL − random", "95% CI (over draws)", "beats every draw"):
+        table.add_column(column)
+    figures = {"logit lens relevance": out["logit_lens_relevance"], "patchscope relevance": out["patchscope_relevance"]}
+    if out.get("steering"):
+        figures["steering: similarity to finetuning data"] = out["steering"]["similarity_to_finetune"]
+        figures["steering: coherent share"] = out["steering"]["coherent_share"]
+    for name, f in figures.items():
+        table.add_row(name, f"{f['adl']:.3f}", f"{f['random_mean']:.3f}", f"{f['difference']:+.3f}",
+                      f"[{f['ci'][0]:+.3f}, {f['ci'][1]:+.3f}]", "yes" if f["beats_every_draw"] else "no")
+    return table
+
+
 def _summary(result: ADLResult) -> str:
     scales = ", ".join(f"{p.position}: {p.patchscope_scale:g}" for p in result.lens)
     alphas = ", ".join(f"{s.position}: {s.alpha:.2f}" for s in result.steering) or "(none)"
