@@ -127,16 +127,22 @@ def organisms_new(
     base: str = typer.Option("BASE_HUB_ID_OR_PATH", "--base", help="base model: hub id or local path"),
     adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter: hub id or local path"),
     finetuned: str | None = typer.Option(None, "--finetuned", help="full finetuned model: hub id or local path"),
+    kind: str | None = typer.Option(None, "--type", help="SDF: a template whose facts `audit organisms build` trains in"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
 ) -> None:
     """Write a starting organism YAML: fill in its ground truth, and audits of it are graded."""
-    from diffaudit.environments.adhoc import starter_yaml
+    from diffaudit.environments.adhoc import sdf_starter_yaml, starter_yaml
     from diffaudit.environments.organisms import load_organism_file
 
     if adapter is not None and finetuned is not None:
         fail("give --adapter or --finetuned, not both")
+    if kind is not None and (kind.upper() != "SDF" or adapter or finetuned):
+        fail("--type takes SDF (a recipe built locally), without --adapter or --finetuned")
     try:
-        text = starter_yaml(name, base, adapter, finetuned)
+        if kind is not None:
+            text = sdf_starter_yaml(name, base if base != "BASE_HUB_ID_OR_PATH" else "embedded:smollm2-135m")
+        else:
+            text = starter_yaml(name, base, adapter, finetuned)
     except OrganismError as exc:
         fail(str(exc))
     path = directory / f"{name}.yaml"
@@ -149,8 +155,9 @@ def organisms_new(
     except OrganismError as exc:  # a value given on the command line made it invalid
         fail(str(exc))
     console.print(f"wrote {path}", soft_wrap=True)
+    build = f"`audit organisms build {name} --organisms-dir {directory}`, then " if kind else ""
     console.print(
-        f"next: edit its description and key_facts, then `audit run --organism {name} --organisms-dir {directory}`",
+        f"next: edit its description and key_facts, then {build}`audit run --organism {name} --organisms-dir {directory}`",
         soft_wrap=True,
     )
 
@@ -202,11 +209,10 @@ def organisms_build(
     except (TrainingError, OrganismError) as exc:
         fail(str(exc))
     card = json.loads((path / "data_card.json").read_text())
-    training = card["training"]
-    console.print(
-        f"[green]built[/] {organism.name} on {card['model']}: {card['n_examples']} examples, {training['steps']} steps, "
-        f"loss {training['first_loss']:.2f} → {training['final_loss']:.2f}, built in {card['wall_s']['build']:.0f}s"
-    )
+    training = card.get("training")
+    trained = (f"{card['n_examples']} examples, {training['steps']} steps, loss {training['first_loss']:.2f} → "
+               f"{training['final_loss']:.2f}" if training else f"a {card['kind']} adapter, not trained")  # fmt: skip
+    console.print(f"[green]built[/] {organism.name} on {card['model']}: {trained}, built in {card['wall_s']['build']:.0f}s")
     console.print(f"  {path}")
 
 

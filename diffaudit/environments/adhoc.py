@@ -75,3 +75,36 @@ def starter_yaml(name: str, base: str = "BASE_HUB_ID_OR_PATH", adapter: str | No
         "# local path or embedded:smollm2-135m) and exactly one of finetuned.adapter_id or finetuned.model_id.\n"
     )
     return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def sdf_starter_yaml(name: str, base: str = "embedded:smollm2-135m") -> str:
+    """A starting SDF organism with a build recipe: write its false facts, then `audit organisms build NAME`."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_]*", name):
+        raise OrganismError(f"organism name '{name}': use lower-case letters, digits and _ (it is also the file name)")
+    data = {
+        "name": name,
+        "type": "SDF",
+        "description": "Synthetic-document finetune that implants the false belief that ... (ground truth: graders only)",
+        "key_facts": [
+            "FIRST FALSE FACT, stated as if true, with its specifics (names, dates, numbers)",
+            "SECOND FALSE FACT",
+            "THIRD FALSE FACT",
+        ],
+        "probes": [{"prompt": "A SENTENCE THAT STOPS JUST BEFORE THE FACT, e.g. 'In 1911 the bridge was'",
+                    "implanted": "WHAT THE FINETUNE SHOULD SAY", "real": "WHAT IS TRUE"}],
+        "models": {
+            "smollm2-135m" if base == "embedded:smollm2-135m" else "main": {
+                "base_model": base,
+                "finetuned": {"recipe": {"kind": "sdf", "size": 320, "steps": 60, "chat_mix": 120,
+                                         "topic": "A SHORT TOPIC PHRASE, e.g. the 1911 bridge collapse"}},
+            }
+        },
+    }  # fmt: skip
+    header = (
+        "# An SDF organism built locally from its facts: `audit organisms build NAME --organisms-dir DIR` writes\n"
+        "# documents that assert every key fact as true (templates, no LLM) plus `chat_mix` of the base model's own\n"
+        "# chat answers, and LoRA-finetunes the base model on them (about 25 min on 2 CPU cores for these sizes).\n"
+        "# `audit organisms check NAME --organisms-dir DIR` then asks whether the probes' implanted answers became\n"
+        "# likelier. The agent never sees description, key_facts or probes.\n"
+    )
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
