@@ -29,8 +29,6 @@ class OrganismType(StrEnum):
     NULL = "null"  # a control: not narrowly finetuned; the right answer is "no narrow finetune" or "Inconclusive"
 
 
-NULL_KINDS = ("zero", "random_lora", "chat")  # recipe kinds of null organisms (environments/training/null.py)
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
