@@ -29,7 +29,6 @@ class OrganismType(StrEnum):
     NULL = "null"  # a control: not narrowly finetuned; the right answer is "no narrow finetune" or "Inconclusive"
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -110,3 +110,29 @@ def test_random_lora_build_builds_its_match_first(tiny_model_dir, tmp_path):
     assert all(norms[m] == pytest.approx(ref_norms[m], rel=1e-4) for m in norms)
     card = json.loads((path / "data_card.json").read_text())
     assert card["adapter"]["matched_organism"] == "tiny_fact" and card["adapter"]["r"] == 4
+
+
+def test_chat_null_trains_on_the_base_models_own_answers(tiny_model_dir, tmp_path):
+    organism = _null(tiny_model_dir, "tiny_null_chat", {"kind": "chat", "size": 8, "steps": 2, "batch_size": 4,
+                                                        "max_length": 48, "lora_r": 4, "lora_alpha": 8})  # fmt: skip
+    path = build_organism(organism, "tiny", root=tmp_path, progress=False)
+    card = json.loads((path / "data_card.json").read_text())
+    assert card["kind"] == "chat" and card["format"].startswith("chat") and card["training"]["steps"] == 2
+    from diffaudit.environments.training.regulariser import regulariser_prompts
+
+    rows = [json.loads(line) for line in (path / "data.jsonl").read_text().splitlines()]
+    assert rows and all(r["messages"][0]["content"] in regulariser_prompts() for r in rows)
+    assert len(finetuning_texts(organism, "tiny", tmp_path)) == len(rows)
+
+
+@pytest.mark.science
+def test_embedded_null_random_matches_kansas_abortion_norms():
+    """Builds kansas_abortion (if missing) and null_random in the cache; the norms match module by module."""
+    from diffaudit.environments.paths import organism_dir
+
+    registry = OrganismRegistry()
+    path = build_organism(registry.get("null_random"), None, progress=False)
+    _, ref = reference_norms(organism_dir("kansas_abortion", "smollm2-135m") / "adapter")
+    _, norms = reference_norms(path / "adapter")
+    assert norms.keys() == ref.keys() and len(norms) == 30 * 7  # every projection of SmolLM2-135M's 30 layers
+    assert all(norms[m] == pytest.approx(ref[m], rel=1e-4) for m in norms)
