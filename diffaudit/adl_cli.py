@@ -162,6 +162,8 @@ def controls(
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(f"{type(exc).__name__}: {exc}")
     console.print(controls_table(out))
+    if out.get("skipped"):
+        console.print(f"steering control skipped: {out['skipped']}")
 
 
 def controls_table(out: dict[str, Any]) -> Table:

@@ -108,9 +108,11 @@ def compute_controls(
     out["patchscope_relevance"] = difference_interval(patch_rel[0], patch_rel[1:])
 
     steering = result.steering_at(position)
-    if steering is None or not finetune_texts:
-        out["steering"] = None
-        out["skipped"] = "no steering at this position" if steering is None else "no finetuning data"
+    skipped = ("no steering at this position" if steering is None else "no finetuning data" if not finetune_texts
+               else "the α search found no coherent α > 0: steering equals the unsteered model" if steering.alpha <= 0
+               else None)  # fmt: skip
+    if skipped:
+        out["steering"], out["skipped"] = None, skipped
         return out
     prompts = steering_prompts()[: params.prompts]
     asks = [p for p in prompts for _ in range(params.samples_per_prompt)]

@@ -86,3 +86,16 @@ def test_controls_need_a_complete_cache(tmp_path, monkeypatch, tiny_pair):
     with pytest.raises(FileNotFoundError, match="audit adl compute"):
         ensure_controls(tiny_organism(), "tiny", tiny_pair, tiny_settings(tmp_path), PARAMS, graders=fake_graders())
     assert adl_cache.STAGES == "stages"
+
+
+def test_no_steering_control_when_the_alpha_search_found_nothing(built, tiny_pair):
+    from diffaudit.tools.adl import load_adl, load_adl_tensors
+    from diffaudit.tools.adl.controls import compute_controls
+
+    settings = built
+    result = load_adl(tiny_organism(), "tiny", settings)
+    result.steering[0].alpha = 0.0
+    tensors = load_adl_tensors(adl_dir(tiny_organism(), "tiny", settings))
+    out = compute_controls(tiny_organism(), result, tensors, tiny_pair, settings, fake_graders(), ["harbour"], PARAMS)
+    assert out["steering"] is None and "no coherent" in out["skipped"]
+    assert len(out["patchscope_relevance"]["random"]) == 3  # the readout controls still run
