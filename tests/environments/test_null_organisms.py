@@ -136,3 +136,11 @@ def test_embedded_null_random_matches_kansas_abortion_norms():
     _, norms = reference_norms(path / "adapter")
     assert norms.keys() == ref.keys() and len(norms) == 30 * 7  # every projection of SmolLM2-135M's 30 layers
     assert all(norms[m] == pytest.approx(ref[m], rel=1e-4) for m in norms)
+
+
+def test_random_lora_cannot_match_itself(tiny_model_dir, tmp_path):
+    from diffaudit.environments.training import TrainingError
+
+    organism = _null(tiny_model_dir, "tiny_self", {"kind": "random_lora", "match": "tiny_self"}, tmp_path)
+    with pytest.raises(TrainingError, match="itself"):
+        build_organism(organism, "tiny", root=tmp_path, progress=False)

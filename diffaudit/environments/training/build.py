@@ -86,6 +86,8 @@ def matched_organism(organism: Organism, recipe: Recipe) -> tuple[Organism, str]
     """(organism, model name) whose adapter a random_lora recipe matches: same registry dirs, same model."""
     from diffaudit.environments.organisms import OrganismRegistry, builtin_dir
 
+    if recipe.match == organism.name:
+        raise TrainingError(f"organism '{organism.name}': recipe.match names the organism itself")
     extra = [organism.source.parent] if organism.source is not None and organism.source.parent != builtin_dir() else []
     matched = OrganismRegistry(extra).get(recipe.match)
     model = next((m for m, e in organism.models.items() if e.finetuned.recipe is recipe), None)

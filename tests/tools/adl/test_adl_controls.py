@@ -99,3 +99,22 @@ def test_no_steering_control_when_the_alpha_search_found_nothing(built, tiny_pai
     out = compute_controls(tiny_organism(), result, tensors, tiny_pair, settings, fake_graders(), ["harbour"], PARAMS)
     assert out["steering"] is None and "no coherent" in out["skipped"]
     assert len(out["patchscope_relevance"]["random"]) == 3  # the readout controls still run
+
+
+def test_adl_and_controls_run_on_a_zero_adapter(tmp_path, monkeypatch, tiny_model_dir):
+    """A null organism's ADL: the diff is exactly zero, and the analysis and its controls still complete."""
+    from transformers import AutoModelForCausalLM
+
+    from diffaudit.environments.backends.hf import HFModelPair
+    from diffaudit.environments.training.null import zero_adapter
+
+    zero = zero_adapter(AutoModelForCausalLM.from_pretrained(tiny_model_dir), 4, 8, ["q_proj", "v_proj"], seed=0)
+    zero.save_pretrained(tmp_path / "zero")
+    pair = HFModelPair(str(tiny_model_dir), adapter=str(tmp_path / "zero"), device="cpu")
+    write_corpora(tmp_path)
+    _fake_inputs(monkeypatch)
+    settings = tiny_settings(tmp_path)
+    result = build(settings, pair)
+    assert all(lens.diff_norm == 0.0 for lens in result.lens)
+    out = ensure_controls(tiny_organism(), "tiny", pair, settings, PARAMS, graders=fake_graders())
+    assert len(out["logit_lens_relevance"]["random"]) == 3
