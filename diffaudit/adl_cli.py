@@ -175,6 +175,8 @@ def controls_table(out: dict[str, Any]) -> Table:
     figures = {"logit lens relevance": out["logit_lens_relevance"], "patchscope relevance": out["patchscope_relevance"]}
     if out.get("steering"):
         figures["steering: similarity to finetuning data"] = out["steering"]["similarity_to_finetune"]
+        if out["steering"].get("finetune_minus_chat"):
+            figures["steering: finetuning data − chat similarity"] = out["steering"]["finetune_minus_chat"]
         figures["steering: coherent share"] = out["steering"]["coherent_share"]
     for name, f in figures.items():
         table.add_row(name, f"{f['adl']:.3f}", f"{f['random_mean']:.3f}", f"{f['difference']:+.3f}",

@@ -5,8 +5,10 @@ ADL direction went through:
 
 - steering: at the ADL direction's own α (so α·η_ft·δ/‖δ‖ has the same norm), on the first `prompts`
   steering prompts, `samples_per_prompt` samples each; the ADL direction is steered again with the same
-  prompts and sampling, so both sides are alike. Figure: mean embedding cosine of the steered text to the
-  finetuning data (as `steering_similarity`), and the share the coherence grader calls coherent;
+  prompts and sampling, so both sides are alike. Figures: mean embedding cosine of the steered text to the
+  finetuning data (as `steering_similarity`); that minus its cosine to the chat corpus (random directions
+  at the same α often give broken text, and this asks for closeness to the data beyond being text-like);
+  and the share the coherence grader calls coherent;
 - logit lens: the random direction scaled to ‖δ‖; patchscope: the same scale sweep and scale grader.
   Figure: the relevant share of the top-k tokens (relevance grader, as `token_relevance`).
 
@@ -78,7 +80,7 @@ def _similarity(texts: list[str], finetune: np.ndarray) -> float:
 
 def compute_controls(
     organism: Organism, result, tensors: dict[str, Any], pair: ModelPair, settings: Settings, graders,
-    finetune_texts: list[str], params: ControlParams,
+    finetune_texts: list[str], params: ControlParams, chat_texts: list[str] | None = None,
 ) -> dict[str, Any]:
     """The controls' figures for one position (see the module doc); `result`/`tensors` are a complete ADL build."""
     from diffaudit.environments.embeddings import embed
@@ -118,15 +120,19 @@ def compute_controls(
     asks = [p for p in prompts for _ in range(params.samples_per_prompt)]
     sampling = final_sampling(settings.adl.steering, settings.seed)
     finetune = embed(finetune_texts)
-    similarity, coherent, samples = [], [], []
+    chat = embed(chat_texts) if chat_texts else None
+    similarity, specificity, coherent, samples = [], [], [], []
     for direction in [diff, *randoms]:
         texts = pair.generate_steered(steering_vector(direction, eta), layer, asks, steering.alpha, sampling)
         similarity.append(_similarity(texts, finetune))
+        if chat is not None:  # closer to the finetuning data than to ordinary chat, not just more text-like
+            specificity.append(similarity[-1] - _similarity(texts, chat))
         coherent.append(sum(bool(x) for x in graders.coherence.coherent(texts)) / len(texts))
         samples.append(texts[: params.samples_per_prompt])
     out["steering"] = {
         "alpha": steering.alpha, "n_samples": len(asks),
         "similarity_to_finetune": difference_interval(similarity[0], similarity[1:]),
+        "finetune_minus_chat": difference_interval(specificity[0], specificity[1:]) if specificity else None,
         "coherent_share": difference_interval(coherent[0], coherent[1:]),
         "examples": {"adl": samples[0], "random_0": samples[1]},
     }  # fmt: skip
@@ -138,7 +144,7 @@ def ensure_controls(
     graders=None,
 ) -> dict[str, Any]:
     """The controls of the complete ADL cache for this organism and settings, computed once and kept as a stage."""
-    from diffaudit.tools.adl.compute import adl_dir, finetune_data, make_adl_graders
+    from diffaudit.tools.adl.compute import adl_dir, chat_data, finetune_data, make_adl_graders
 
     params = params or ControlParams()
     directory = adl_dir(organism, model, settings)
@@ -154,10 +160,14 @@ def ensure_controls(
         texts = finetune_data(organism, model or organism.entry()[0], settings)
     except Exception:  # noqa: BLE001 - no data (offline hub): the steering control is skipped
         texts = []
+    try:
+        chat = chat_data(settings)
+    except Exception:  # noqa: BLE001 - no chat corpus: that one figure is left out
+        chat = []
     with torch.inference_mode():
         payload = compute_controls(
             organism, result, cache.load_adl_tensors(directory), pair, settings,
-            graders or make_adl_graders(settings, pair), texts, params,
+            graders or make_adl_graders(settings, pair), texts, params, chat,
         )  # fmt: skip
     cache.save_stage(directory, CONTROLS_STAGE, payload)
     return payload

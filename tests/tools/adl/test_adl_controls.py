@@ -60,6 +60,7 @@ def test_controls_are_an_extra_stage_of_the_complete_cache(built, tiny_pair, mon
     assert steering["n_samples"] == 4 and len(steering["similarity_to_finetune"]["random"]) == 3
     low, high = steering["similarity_to_finetune"]["ci"]
     assert low <= steering["similarity_to_finetune"]["difference"] <= high
+    assert len(steering["finetune_minus_chat"]["random"]) == 3  # the test cache has a chat corpus
     assert steering["coherent_share"]["adl"] == 1.0  # the fake coherence grader passes everything
 
     from rich.console import Console
