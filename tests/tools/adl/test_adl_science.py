@@ -4,7 +4,7 @@ To keep CI within its budget the cache here steers at position 0 only; every oth
 embedded default. The check is a control: steered with the ADL direction, the finetuned model writes text
 closer to the finetuning data than steered with random directions of the same norm (5 seeded draws, 5
 prompts × 2 samples each, `tools/adl/controls.py`), with the 95% interval of the difference over the draws
-above zero. Token relevance (patchscope and logit lens, against the same random directions) is reported as
+above zero, for the similarity to the data and for it minus the similarity to chat text. Token relevance (patchscope and logit lens, against the same random directions) is reported as
 a figure, not tested: on the 135M embedded model the offline judge gives patchscope low relevance even for
 directions built from topic text alone (`benchmarks/patchscope_control.py`).
 """
