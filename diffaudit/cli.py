@@ -10,12 +10,15 @@ from rich.table import Table
 
 from diffaudit.adl_cli import adl_app
 from diffaudit.config import ConfigError, Settings, load_settings
+from diffaudit.data_cli import bench_speed_command, data_app
 from diffaudit.environments.organisms import OrganismError, OrganismRegistry, validate_dir
 
 app = typer.Typer(help="diffaudit: auditing agents that use model diffing.", no_args_is_help=True)
 organisms_app = typer.Typer(help="The organism registry and mini-organism builder.", no_args_is_help=True)
 app.add_typer(organisms_app, name="organisms")
 app.add_typer(adl_app, name="adl")
+app.add_typer(data_app, name="data")
+app.command("bench-speed")(bench_speed_command)
 console = Console()
 
 

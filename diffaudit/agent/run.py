@@ -20,6 +20,7 @@ from diffaudit.agent.loop import LoopResult, Policy, prompt_text, run_loop
 from diffaudit.agent.transcript import TRANSCRIPT_FILE, Transcript, redact, write_json
 from diffaudit.config import HEURISTIC_AGENT, Settings
 from diffaudit.environments.organisms import Organism, OrganismRegistry
+from diffaudit.environments.progress import stage as progress_stage
 from diffaudit.graders.base import Grade
 from diffaudit.locking import held_lock
 from diffaudit.tools.adl.result import ADLResult
@@ -239,12 +240,13 @@ def _run_in_dir(
         if pair is None:
             from diffaudit.environments.loading import load_pair
 
-            say(f"loading the model pair for {organism.name} ({model})")
-            _, pair = load_pair(organism, model, settings)
+            with progress_stage(f"model pair for {organism.name} ({model})", progress):
+                _, pair = load_pair(organism, model, settings)
         if agent_kind == "adl" and adl is None:
             from diffaudit.tools.adl import ensure_adl
 
-            adl = ensure_adl(organism, model, pair, settings, progress=progress)
+            with progress_stage(f"adl analysis for {organism.name}", progress):
+                adl = ensure_adl(organism, model, pair, settings, progress=progress)
         if agent_kind == "adl":
             from diffaudit.agent.overview import render_overview
 
@@ -278,7 +280,8 @@ def _run_in_dir(
             f"auditing with {config['policy']} ({agent_kind} agent, {budget} interactions, {budget_state.turns} turns)"
         )
         loop_start = time.perf_counter()
-        result: LoopResult = run_loop(policy, system, intro, tools, ctx, budget_state, transcript, on_turn)
+        with progress_stage("audit: agent loop", progress):
+            result: LoopResult = run_loop(policy, system, intro, tools, ctx, budget_state, transcript, on_turn)
         loop_s = time.perf_counter() - loop_start
 
         stage = "grade"
