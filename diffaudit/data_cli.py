@@ -79,7 +79,7 @@ def bench_speed_command(
         f"read+write); {m.matmul_dtype} matmul {m.matmul_gflop_s:.0f} GFLOP/s"
     )
     console.print(
-        f"model: {report.weight_bytes / 1e6:.0f} MB of weights read per step ({m.matmul_dtype}), "
+        f"model: {report.weight_bytes / 1e6:.0f} MB of weights read per step of one sequence ({report.single_dtype}), "
         f"{report.flops_per_token / 1e6:.0f} MFLOP per token"
     )
     console.print(

@@ -52,6 +52,7 @@ class RateRow(BaseModel):
 
 class SpeedReport(BaseModel):
     machine: MachineLimits
+    single_dtype: str
     weight_bytes: int
     flops_per_token: int
     single_limit_tokens_s: float
@@ -141,16 +142,16 @@ def generation_rates(
 
 def bench_speed(pair, batch: int = 64) -> SpeedReport:
     """Measure the machine's limits and the pair's generation rates (hf backend)."""
-    model = pair.generation_model("base")
-    model = getattr(model, "_lm", model)  # the adapter-off wrapper when generation keeps the weights' dtype
-    weight_bytes, flops = model_costs(model)
-    machine = measure_machine(next(model.parameters()).dtype)
+    single = pair.generation_model("base", rows=1)
+    single = getattr(single, "_lm", single)  # the adapter-off wrapper when generation keeps the weights' dtype
+    weight_bytes, flops = model_costs(single)
+    machine = measure_machine(pair.generation_dtype)
     single_limit = machine.read_gb_s * 1e9 / weight_bytes
     batch_limit = machine.matmul_gflop_s * 1e9 / flops
     vector = torch.randn(pair.hidden_size)
     vector = vector / vector.norm() * 10.0
     rows = generation_rates(pair, vector, pair.n_layers // 2, single_limit, batch_limit, batch=batch)
     return SpeedReport(
-        machine=machine, weight_bytes=weight_bytes, flops_per_token=flops,
+        machine=machine, single_dtype=str(next(single.parameters()).dtype).removeprefix("torch."), weight_bytes=weight_bytes, flops_per_token=flops,
         single_limit_tokens_s=single_limit, batch_limit_tokens_s=batch_limit, rows=rows,
     )  # fmt: skip

@@ -4,11 +4,13 @@ Base and finetuned share one set of weights when the finetune is a LoRA adapter:
 with the adapter disabled. Activations are read and written with forward hooks on decoder layers;
 activation reads stop the forward pass right after the requested layer.
 
-Generation runs on separate generation copies, made on first use: the finetuned copy has the LoRA
-merged into its weights (no extra adapter matmuls per step), and on a CPU with native bfloat16 both
-copies are bfloat16, which halves the bytes read per token and doubles batched matmul throughput
-there (profiled: `audit bench-speed`). Activations, patching, logit lens and log-probabilities stay on
-the float32 weights. `generation_dtype=torch.float32` keeps generation in float32 (the recorded
+Generation runs on generation copies, made on first use: the finetuned copy has the LoRA merged
+into its weights (no extra adapter matmuls and peft dispatch per step). Batches (more than one prompt)
+run in `generation_dtype`: bfloat16 on a GPU or on a CPU with native bfloat16, where it doubles matmul
+throughput. One prompt runs in `single_dtype` (the weights' dtype by default): decoding one sequence
+only streams weights, and this CPU's float32 matrix-vector kernels stream faster than its bfloat16
+ones (profiled with `audit bench-speed`). Activations, patching, logit lens and log-probabilities stay
+on the float32 weights. `generation_dtype=torch.float32` keeps all generation in float32 (the recorded
 recipes of the shipped corpora use it).
 """
 
@@ -111,6 +113,7 @@ class HFModelPair:
         dtype: torch.dtype | None = None,
         batch_size: int = 64,
         generation_dtype: torch.dtype | None = None,
+        single_dtype: torch.dtype | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -121,6 +124,7 @@ class HFModelPair:
         self.batch_size = batch_size
         self.dtype = dtype
         self.generation_dtype = generation_dtype or default_generation_dtype(self.device, dtype)
+        self.single_dtype = single_dtype or (dtype if generation_dtype is None else generation_dtype)
         self._generators: dict[str, torch.nn.Module] = {}
         self.generated_tokens = 0  # tokens generated so far, for speed figures
         self._tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -167,45 +171,50 @@ class HFModelPair:
         else:
             yield self._lm
 
-    def generation_model(self, role: Role) -> torch.nn.Module:
-        """The model `generate` runs for `role`: LoRA merged, in `generation_dtype`; made once, on first use."""
+    def generation_model(self, role: Role, rows: int = 2) -> torch.nn.Module:
+        """The model `generate` runs for `role` and a call of `rows` prompts: LoRA merged, made once, on first use.
+
+        One row runs in `single_dtype` (decoding one sequence streams the weights: float32 kernels read
+        them fastest on CPU), more rows in `generation_dtype` (a batch is matmul-bound: bfloat16 there).
+        """
         if role not in ("base", "finetuned"):
             raise ValueError(f"role must be 'base' or 'finetuned', not {role!r}")
-        if role in self._generators:
-            return self._generators[role]
+        dtype = self.single_dtype if rows <= 1 else self.generation_dtype
+        key = f"{role}/{dtype}"
+        if key in self._generators:
+            return self._generators[key]
         if self._separate:
-            model = self._separate[role]
-            if role == "finetuned" and self._separate["finetuned"] is self._separate["base"]:
-                model = self.generation_model("base")
-            elif self.generation_dtype != self.dtype:
-                model = self._copy(model)
-        elif role == "base":
-            if self.generation_dtype == self.dtype:  # the shared weights with the adapter switched off
-                return _AdapterOff(self._peft, self._lm)
-            model = self._peft_copy(merge=False)
+            source = self._separate[role]
+            if role == "finetuned" and source is self._separate["base"]:
+                model = self.generation_model("base", rows)
+            else:
+                model = source if dtype == self.dtype else self._copy(source, dtype)
+        elif role == "base" and dtype == self.dtype:
+            model = _AdapterOff(self._peft, self._lm)  # the shared weights with the adapter switched off
         else:
-            model = self._peft_copy(merge=True)
-        self._generators[role] = model
+            model = self._peft_copy(merge=role == "finetuned", dtype=dtype)
+        self._generators[key] = model
         return model
 
-    def _copy(self, model: torch.nn.Module) -> torch.nn.Module:
+    @staticmethod
+    def _copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
         import copy
 
         if any(m._forward_hooks for m in model.modules()):  # a live steering or capture hook must not be copied
             raise RuntimeError("cannot copy a model while forward hooks are installed")
-        return copy.deepcopy(model).to(self.generation_dtype).eval()
+        return copy.deepcopy(model).to(dtype).eval()
 
-    def _peft_copy(self, merge: bool) -> torch.nn.Module:
-        """A copy of the LoRA model with the adapter merged into the weights (or dropped), in the generation dtype."""
+    def _peft_copy(self, merge: bool, dtype: torch.dtype) -> torch.nn.Module:
+        """A copy of the LoRA model with the adapter merged into the weights (or dropped), cast to `dtype`."""
         import copy
 
         tuned = copy.deepcopy(self._peft)
         plain = tuned.merge_and_unload() if merge else tuned.unload()
-        return plain.to(self.generation_dtype).eval()
+        return plain.to(dtype).eval()
 
     @contextlib.contextmanager
-    def _generating(self, role: Role) -> Iterator[torch.nn.Module]:
-        model = self.generation_model(role)
+    def _generating(self, role: Role, rows: int) -> Iterator[torch.nn.Module]:
+        model = self.generation_model(role, rows)
         if isinstance(model, _AdapterOff):
             with model.active() as inner:
                 yield inner
@@ -292,7 +301,7 @@ class HFModelPair:
         return out
 
     def generate(self, role: Role, prompts: list[str], sampling: Sampling, chat: bool = True) -> list[str]:
-        with self._generating(role) as model:
+        with self._generating(role, len(prompts)) as model:
             return self._generate_with(model, prompts, sampling, chat)
 
     def generate_steered(
@@ -300,13 +309,13 @@ class HFModelPair:
     ) -> list[str]:
         """Steered finetuned completions; `alpha` is one strength, or one per prompt (run in the same batches)."""
         if isinstance(alpha, int | float):
-            with self._generating("finetuned") as model, self._steer_hook(model, layer, (alpha * vector.float()).to(self.device)):
+            with self._generating("finetuned", len(prompts)) as model, self._steer_hook(model, layer, (alpha * vector.float()).to(self.device)):
                 return self._generate_with(model, prompts, sampling, chat=True)
         alphas = [float(a) for a in alpha]
         if len(alphas) != len(prompts):
             raise ValueError(f"got {len(alphas)} alphas for {len(prompts)} prompts")
         out: list[str] = []
-        with self._generating("finetuned") as model:
+        with self._generating("finetuned", len(prompts)) as model:
             for start, chunk in self._batches(prompts, self.batch_size):
                 rows = torch.tensor(alphas[start : start + len(chunk)]).view(-1, 1, 1)
                 addition = (rows * vector.float().view(1, 1, -1)).to(self.device)
