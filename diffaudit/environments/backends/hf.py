@@ -4,8 +4,9 @@ Base and finetuned share one set of weights when the finetune is a LoRA adapter:
 with the adapter disabled. Activations are read and written with forward hooks on decoder layers;
 activation reads stop the forward pass right after the requested layer.
 
-Generation runs on generation copies, made on first use: the finetuned copy has the LoRA merged
-into its weights (no extra adapter matmuls and peft dispatch per step). Batches (more than one prompt)
+Generation runs on generation copies, made on first use: on CPU the finetuned copy has the LoRA
+merged into its weights (no extra adapter matmuls and peft dispatch per step; on a GPU, where that
+overhead is small and memory is not, the adapter stays unmerged). Batches (more than one prompt)
 run in `generation_dtype`: bfloat16 on a GPU or on a CPU with native bfloat16, where it doubles matmul
 throughput. One prompt runs in `single_dtype` (the weights' dtype by default): decoding one sequence
 only streams weights, and this CPU's float32 matrix-vector kernels stream faster than its bfloat16
@@ -125,6 +126,7 @@ class HFModelPair:
         self.dtype = dtype
         self.generation_dtype = generation_dtype or default_generation_dtype(self.device, dtype)
         self.single_dtype = single_dtype or (dtype if generation_dtype is None else generation_dtype)
+        self.merge_copies = self.device == "cpu"
         self._generators: dict[str, torch.nn.Module] = {}
         self.generated_tokens = 0  # tokens generated so far, for speed figures
         self._tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -191,6 +193,8 @@ class HFModelPair:
                 model = source if dtype == self.dtype else self._copy(source, dtype)
         elif role == "base" and dtype == self.dtype:
             model = _AdapterOff(self._peft, self._lm)  # the shared weights with the adapter switched off
+        elif role == "finetuned" and dtype == self.dtype and not self.merge_copies:
+            model = self._lm  # on a GPU the unmerged adapter costs little; a copy would double memory
         else:
             model = self._peft_copy(merge=role == "finetuned", dtype=dtype)
         self._generators[key] = model

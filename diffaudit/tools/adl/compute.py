@@ -14,7 +14,7 @@ import torch
 from diffaudit.config import Settings
 from diffaudit.environments.organisms import Organism
 from diffaudit.environments.pair import ModelPair
-from diffaudit.environments.progress import stage
+from diffaudit.environments.progress import note, stage
 from diffaudit.graders.base import CoherenceGrader, RelevanceGrader, ScaleGrader
 from diffaudit.tools.adl import cache
 from diffaudit.tools.adl.diffs import activation_diffs
@@ -191,9 +191,11 @@ def _steering_stage(
             vector = steering_vector(diffs["diff"][settings.adl.positions.index(j)], diffs["eta"])
 
             def one_position(vector: torch.Tensor = vector, j: int = j) -> dict[str, Any]:
+                rounds: list[int] = []
                 alpha, alphas = choose_alpha(
                     pair, vector, layer, prompts[:SEARCH_PROMPTS], params, grader, seed,
-                    on_step=lambda: bar.advance(task),
+                    on_step=lambda: (bar.advance(task), rounds.append(1), note(
+                        f"steering p{j}: α search round {len(rounds)}/{search_steps(params)}", progress)),
                 )
                 samples = steered_samples(pair, vector, layer, alpha, final_prompts, unsteered, params, seed)
                 return PositionSteering(position=j, alpha=alpha, search_alphas=alphas, samples=samples).model_dump()
