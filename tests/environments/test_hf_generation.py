@@ -53,3 +53,10 @@ def test_generated_count_stops_at_each_rows_end_of_sequence():
     eos = 2
     rows = torch.tensor([[5, 6, 2, 2, 2], [5, 6, 7, 8, 9], [2, 2, 2, 2, 2]])
     assert _generated_count(rows, eos) == 3 + 5 + 1
+
+
+def test_generate_both_answers_as_the_two_roles_do(tiny_pair):
+    sampling = Sampling(max_new_tokens=8)
+    base, finetuned = tiny_pair.generate_both(PROMPTS[:2], sampling)
+    assert base == tiny_pair.generate("base", PROMPTS[:2], sampling)
+    assert finetuned == _peft_greedy(tiny_pair, PROMPTS[:2], 8)

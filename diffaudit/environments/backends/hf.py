@@ -64,12 +64,13 @@ def _replace_hidden(output, hidden):
 @torch.no_grad()
 def generate_completions(
     model, tokenizer, texts: list[str], sampling: Sampling, batch_size: int, add_special_tokens: bool,
-    counts: list[int] | None = None,
+    counts: list[int] | None = None, adapter_names: list[str] | None = None,
 ) -> list[str]:
     """The stripped completion of each text, generated in left-padded batches on the model's device.
 
     Leaves the tokenizer padding on the left. `counts`, when given, receives each batch's number of
-    generated tokens (up to and including each row's end of sequence).
+    generated tokens (up to and including each row's end of sequence). `adapter_names` (a peft model
+    only) names each row's LoRA adapter, "__base__" for none: one mixed batch for both roles.
     """
     tokenizer.padding_side = "left"
     results: list[str] = []
@@ -84,6 +85,8 @@ def generate_completions(
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if adapter_names is not None:
+            kwargs["adapter_names"] = adapter_names[start : start + batch_size]
         generated = model.generate(**enc, **kwargs)
         new_tokens = generated[:, enc["input_ids"].shape[1] :]
         if counts is not None:
@@ -307,6 +310,25 @@ class HFModelPair:
     def generate(self, role: Role, prompts: list[str], sampling: Sampling, chat: bool = True) -> list[str]:
         with self._generating(role, len(prompts)) as model:
             return self._generate_with(model, prompts, sampling, chat)
+
+    def generate_both(self, prompts: list[str], sampling: Sampling, chat: bool = True) -> tuple[list[str], list[str]]:
+        """(base answers, finetuned answers) to the same prompts.
+
+        With a LoRA on CPU and few prompts (decoding is then bound by reading the weights), both roles run
+        as one mixed batch on the shared float32 weights, each row with or without the adapter, so the
+        weights are read once per step for both answers. Otherwise the two roles run as `generate` runs them.
+        """
+        if self._peft is None or self.device != "cpu" or 2 * len(prompts) > self.batch_size:
+            return self.generate("base", prompts, sampling, chat), self.generate("finetuned", prompts, sampling, chat)
+        texts = [self._chat_text(p) for p in prompts] if chat else list(prompts)
+        names = ["__base__"] * len(texts) + [self._peft.active_adapter] * len(texts)
+        counts: list[int] = []
+        out = generate_completions(
+            self._peft, self._tokenizer, texts + texts, sampling, self.batch_size, add_special_tokens=not chat,
+            counts=counts, adapter_names=names,
+        )  # fmt: skip
+        self.generated_tokens += sum(counts)
+        return out[: len(texts)], out[len(texts) :]
 
     def generate_steered(
         self, vector: torch.Tensor, layer: int, prompts: list[str], alpha: float | Sequence[float], sampling: Sampling
