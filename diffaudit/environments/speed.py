@@ -140,7 +140,7 @@ def generation_rates(
     return rows
 
 
-def bench_speed(pair, batch: int = 64) -> SpeedReport:
+def bench_speed(pair, batch: int = 64, single_tokens: int = 48, batch_tokens: int = 32) -> SpeedReport:
     """Measure the machine's limits and the pair's generation rates (hf backend)."""
     single = pair.generation_model("base", rows=1)
     single = getattr(single, "_lm", single)  # the adapter-off wrapper when generation keeps the weights' dtype
@@ -150,7 +150,9 @@ def bench_speed(pair, batch: int = 64) -> SpeedReport:
     batch_limit = machine.matmul_gflop_s * 1e9 / flops
     vector = torch.randn(pair.hidden_size)
     vector = vector / vector.norm() * 10.0
-    rows = generation_rates(pair, vector, pair.n_layers // 2, single_limit, batch_limit, batch=batch)
+    rows = generation_rates(
+        pair, vector, pair.n_layers // 2, single_limit, batch_limit, batch, single_tokens, batch_tokens
+    )
     return SpeedReport(
         machine=machine, single_dtype=str(next(single.parameters()).dtype).removeprefix("torch."), weight_bytes=weight_bytes, flops_per_token=flops,
         single_limit_tokens_s=single_limit, batch_limit_tokens_s=batch_limit, rows=rows,
