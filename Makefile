@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,inspect]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,9 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/audit run --organism kansas_abortion --budget 5
 
-# Default suite (fast), then the science checks (real embedded organisms).
+# Default suite (fast), then a real local Ray cluster, then the science checks (real embedded organisms).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m ray
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m science
 
 test-fast: $(STAMP)

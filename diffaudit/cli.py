@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -9,9 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from diffaudit.adl_cli import adl_app
-from diffaudit.config import ConfigError, Settings, load_settings
+from diffaudit.config import ConfigError, Settings, load_settings, role_model
 from diffaudit.data_cli import bench_speed_command, data_app
 from diffaudit.environments.organisms import OrganismError, OrganismRegistry, validate_dir
+from diffaudit.export_cli import export_app
 
 app = typer.Typer(help="diffaudit: auditing agents that use model diffing.", no_args_is_help=True)
 organisms_app = typer.Typer(help="The organism registry and mini-organism builder.", no_args_is_help=True)
@@ -19,11 +21,12 @@ app.add_typer(organisms_app, name="organisms")
 app.add_typer(adl_app, name="adl")
 app.add_typer(data_app, name="data")
 app.command("bench-speed")(bench_speed_command)
+app.add_typer(export_app, name="export")
 console = Console()
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line: paths and fields never split
     raise typer.Exit(code=1)
 
 
@@ -49,27 +52,52 @@ OrganismsDirOpt = typer.Option(None, "--organisms-dir", help="extra directory of
 
 
 # ---- organisms -------------------------------------------------------------------------------------
+JsonOpt = typer.Option(False, "--json", help="print JSON (for scripts)")
+
+
+def _finetuned_label(entry) -> str:
+    tuned = entry.finetuned
+    return tuned.adapter_id or tuned.model_id or f"recipe: {tuned.recipe.kind} (built locally)"
+
+
 @organisms_app.command("list")
-def organisms_list(config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt) -> None:
-    """List every organism with its models: the paper's 33 and the embedded variants."""
+def organisms_list(
+    config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt, as_json: bool = JsonOpt
+) -> None:
+    """List every organism with its models: the paper's 33 and the embedded variants.
+
+    Piped (not a terminal), it prints one tab-separated line per model, never splitting a value.
+    """
     registry = registry_from(settings_from(config, organisms_dir))
+    rows = [
+        {"organism": o.name, "type": o.type.value, "model": m, "paper": e.paper, "base_model": e.base_model,
+         "finetuned": _finetuned_label(e), "source": str(o.source) if o.source else None}
+        for o in registry for m, e in o.models.items()
+    ]  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    paper = sum(r["paper"] for r in rows)
+    footer = f"{len(registry)} organisms; {paper} paper organisms (*), {len(registry.embedded_entries())} embedded variants"
+    if not console.is_terminal:
+        typer.echo("organism\ttype\tmodel\tbase model\tfinetuned")
+        for r in rows:
+            model = r["model"] + (" *" if r["paper"] else "")
+            typer.echo("\t".join((r["organism"], r["type"], model, r["base_model"], r["finetuned"])))
+        typer.echo(footer)
+        return
     table = Table(title="organisms")
     for column in ("organism", "type", "model", "base model", "finetuned"):
         table.add_column(column, overflow="fold")
-    paper = 0
-    for organism in registry:
-        for model, entry in organism.models.items():
-            tuned = entry.finetuned
-            what = tuned.adapter_id or tuned.model_id or f"recipe: {tuned.recipe.kind} (built locally)"
-            paper += entry.paper
-            table.add_row(organism.name, organism.type.value, model + (" *" if entry.paper else ""), entry.base_model, what)
+    for r in rows:
+        table.add_row(r["organism"], r["type"], r["model"] + (" *" if r["paper"] else ""), r["base_model"], r["finetuned"])
     console.print(table)
-    console.print(f"{len(registry)} organisms; {paper} paper organisms (*), {len(registry.embedded_entries())} embedded variants")
+    console.print(footer)
 
 
 @organisms_app.command("show")
 def organisms_show(
-    name: str, config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt
+    name: str, config: Path | None = ConfigOpt, organisms_dir: Path | None = OrganismsDirOpt, as_json: bool = JsonOpt
 ) -> None:
     """Show one organism, ground truth included (this is for humans, never for the agent)."""
     registry = registry_from(settings_from(config, organisms_dir))
@@ -77,14 +105,57 @@ def organisms_show(
         organism = registry.get(name)
     except OrganismError as exc:
         fail(str(exc))
-    console.print(f"[bold]{organism.name}[/] ({organism.type.value}) from {organism.source}")
-    console.print(f"[bold]description:[/] {organism.description}")
+    if as_json:
+        data = organism.model_dump(mode="json", exclude_none=True)
+        typer.echo(json.dumps({**data, "source": str(organism.source) if organism.source else None}, indent=1))
+        return
+
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True)  # long values (hub ids) stay whole, piped or not
+
+    say(f"[bold]{organism.name}[/] ({organism.type.value}) from {organism.source}")
+    say(f"[bold]description:[/] {organism.description}")
     for fact in organism.key_facts:
-        console.print(f"  • {fact}")
+        say(f"  • {fact}")
     if organism.dataset:
-        console.print(f"[bold]dataset:[/] {organism.dataset}")
+        say(f"[bold]dataset:[/] {organism.dataset}")
     for model, entry in organism.models.items():
-        console.print(f"[bold]{model}[/]: base {entry.base_model}; finetuned {entry.finetuned.model_dump(exclude_none=True)}")
+        say(f"[bold]{model}[/]: base {entry.base_model}; finetuned {entry.finetuned.model_dump(exclude_none=True)}")
+
+
+@organisms_app.command("new")
+def organisms_new(
+    name: str = typer.Argument(..., help="organism name: lower-case letters, digits and _ (also the file name)"),
+    directory: Path = typer.Option(Path("organisms"), "--dir", help="where to write NAME.yaml"),
+    base: str = typer.Option("BASE_HUB_ID_OR_PATH", "--base", help="base model: hub id or local path"),
+    adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter: hub id or local path"),
+    finetuned: str | None = typer.Option(None, "--finetuned", help="full finetuned model: hub id or local path"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
+    """Write a starting organism YAML: fill in its ground truth, and audits of it are graded."""
+    from diffaudit.environments.adhoc import starter_yaml
+    from diffaudit.environments.organisms import load_organism_file
+
+    if adapter is not None and finetuned is not None:
+        fail("give --adapter or --finetuned, not both")
+    try:
+        text = starter_yaml(name, base, adapter, finetuned)
+    except OrganismError as exc:
+        fail(str(exc))
+    path = directory / f"{name}.yaml"
+    if path.exists() and not force:
+        fail(f"{path} exists; --force overwrites it")
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_organism_file(path)
+    except OrganismError as exc:  # a value given on the command line made it invalid
+        fail(str(exc))
+    console.print(f"wrote {path}", soft_wrap=True)
+    console.print(
+        f"next: edit its description and key_facts, then `audit run --organism {name} --organisms-dir {directory}`",
+        soft_wrap=True,
+    )
 
 
 @organisms_app.command("validate")
@@ -230,12 +301,29 @@ def bench(
         for target in plan.targets:
             table.add_row(target.organism, target.model, target.organism_type, str(per_target))
         console.print(table)
-        grid = ", ".join(f"{agent} i={budgets}" for agent, budgets in bench_config.agents.items())
+        arms_table = Table(title="arms")
+        for column in ("arm", "budgets", "first message", "methods", "tools", "runs"):
+            arms_table.add_column(column, overflow="fold")
+        models = bench_config.agent_models or [None]
+        for name, arm in plan.arms.items():
+            def label(item: dict) -> str:
+                return item["name"] + (f" ({item['distribution']} {item['version']})" if item.get("source") == "plugin" else "")
+
+            runs = sum(1 for c in plan.cells if c.agent == name)
+            arms_table.add_row(
+                name, ", ".join(str(b) for b in arm.spec.budgets or []), arm.intro_kind,
+                ", ".join(label(m) for m in arm.provenance["methods"]) or "-",
+                ", ".join(label(t) for t in arm.provenance["tools"]), str(runs),
+            )  # fmt: skip
+        console.print(arms_table)
+        model_line = f" × {len(models)} agent models" if bench_config.agent_models else ""
         console.print(
-            f"{len(plan.targets)} organisms × {bench_config.n_variants()} agent/budget variants ({grid}) × "
-            f"{bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]"
+            f"{len(plan.targets)} organisms × {sum(len(a.spec.budgets or []) for a in plan.arms.values())} "
+            f"arm/budget variants{model_line} × {bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]; "
+            f"reference arm: {bench_config.reference}"
         )
-        console.print(f"agent {roles.agent}; grader {roles.grader}; coherence grader {roles.coherence_grader}; "
+        console.print(f"agent {role_model(roles.agent)}; grader {role_model(roles.grader)}; "
+                      f"coherence grader {role_model(roles.coherence_grader)}; "
                       f"backend {bench_config.settings.backend}")  # fmt: skip
         console.print(
             f"in {plan.out}: {counts[CellState.COMPLETED]} completed, {counts[CellState.FAILED]} failed, "
@@ -288,21 +376,29 @@ def report(
 @app.command("regrade")
 def regrade_command(
     directory: Path = typer.Argument(..., help="a bench run directory"),
-    grader_model: str = typer.Option(..., "--grader-model", help="litellm model string, or builtin/offline"),
+    grader_model: str | None = typer.Option(
+        None, "--grader-model",
+        help="litellm model string, or builtin/offline (default: the config's roles.grader, endpoint included)",
+    ),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="runs graded in parallel (LLM graders)"),
     force: bool = typer.Option(False, "--force", help="replace this grader's earlier grades"),
     config: Path | None = ConfigOpt,
     organisms_dir: Path | None = OrganismsDirOpt,
 ) -> None:
-    """Add another grader's grade to every completed run's grade.json, without re-running agents."""
+    """Add another grader's grade to every completed run's grade.json, and grade ungraded runs (their grader
+    failed), without re-running agents. DIRECTORY is a bench dir or one `audit run` dir."""
     from diffaudit.benchmarks import regrade
+    from diffaudit.llm import LLMConfigError
 
     settings = settings_from(config, organisms_dir)
     if not directory.is_dir():
         fail(f"{directory}: no such bench directory")
+    # The config's grader role keeps its endpoint when --grader-model names the same model.
+    role = settings.roles.grader
+    grader = role if grader_model is None or grader_model == role_model(role) else grader_model
     try:
-        outcome = regrade(directory, grader_model, settings, workers=workers, force=force, console=console)
-    except (ConfigError, OrganismError) as exc:
+        outcome = regrade(directory, grader, settings, workers=workers, force=force, console=console)
+    except (ConfigError, OrganismError, LLMConfigError) as exc:
         fail(str(exc))
     console.print(f"{outcome.added} grades added, {outcome.skipped} runs skipped, {len(outcome.failed)} failed")
     for path, message in outcome.failed[:20]:

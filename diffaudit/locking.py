@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,3 +39,28 @@ def held_lock(lock_file: Path, busy: str | None = None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def held_slot(folder: Path, slots: int, poll_s: float = 0.05) -> Iterator[int]:
+    """Hold one of `slots` lock files in `folder` for the block, waiting until one is free.
+
+    flock locks belong to an open file, so threads of one process exclude each other here exactly as
+    processes do: at most `slots` holders at a time, whoever they are. Yields the slot's index.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(slots):
+            handle = open(folder / f"slot{index}.lock", "a+")  # noqa: SIM115 - held past this loop
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield index
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        time.sleep(poll_s)

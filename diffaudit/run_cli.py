@@ -12,14 +12,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from diffaudit.config import HEURISTIC_AGENT, ConfigError, Settings, load_settings
+from diffaudit.config import HEURISTIC_AGENT, ConfigError, Settings, load_settings, role_model
 
 console = Console()
 _ERROR_PREFIXES = ("FORMAT_ERROR", "REFUSED", "TOOL_ERROR", "UNKNOWN_TOOL", "INVALID_ARGS")
 
 
 def _fail(message: str) -> None:
-    console.print(Text.assemble(("error: ", "bold red"), message))
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)  # never split a path
     raise typer.Exit(code=1)
 
 
@@ -38,11 +38,31 @@ def _settings(
         _fail(str(exc))
 
 
+def _bench_arms(config: Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """The arms a --config file defines: a bench config's `arms:` (or `agents:`), none for a settings file."""
+    if config is None or not Path(config).is_file():
+        return config, {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config).read_text()) or {}
+    except yaml.YAMLError:
+        return config, {}  # load_settings reports the YAML error with the file name
+    if not isinstance(data, dict) or not ({"arms", "agents"} & set(data)):
+        return config, {}
+    from diffaudit.benchmarks.config import load_bench_config
+
+    try:
+        return config, dict(load_bench_config(Path(config)).arms or {})
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
 def policy_choice(settings: Settings, agent_model: str | None, config: Path | None) -> str:
     """Why this agent model runs, in a few words, for the user."""
     if agent_model is not None:
         return "chosen with --agent-model"
-    if settings.roles.agent != HEURISTIC_AGENT:
+    if role_model(settings.roles.agent) != HEURISTIC_AGENT:
         return f"roles.agent in {config}" if config is not None else "roles.agent in the settings"
     return "default: no agent model configured; offline, needs no API key (--agent-model picks an LLM)"
 
@@ -53,7 +73,10 @@ def _money(value: float) -> str:
 
 def print_summary(summary: Any) -> None:
     """The rich summary of a finished audit: description, grade and reason, budgets, time, cost."""
-    status = "[green]FINAL[/]" if summary.status == "final" else "[red]no FINAL (graded 1)[/]"
+    if summary.status == "final":
+        status = "[green]FINAL[/]"
+    else:
+        status = "[red]no FINAL (graded 1)[/]" if summary.grades else "[red]no FINAL[/]"
     console.print(
         Panel(Text(summary.description or "(no description)"), title="description", border_style="cyan")
     )
@@ -63,7 +86,11 @@ def print_summary(summary: Any) -> None:
     for grade in summary.grades:
         table.add_row("grade", Text(f"{grade.score:g} / 5  ({grade.grader})", style="bold"))
         table.add_row("reason", Text(grade.reason))
+    if not summary.grades:
+        table.add_row("grade", Text("ungraded: an ad-hoc pair has no ground truth (`audit organisms new` makes one)"))
     table.add_row("status", status)
+    if getattr(summary, "ended_by", "") not in ("", "final", "turns"):
+        table.add_row("stopped", Text(summary.ended_by))
     table.add_row("interactions", f"{summary.interactions_used} of {summary.budget} used")
     table.add_row("turns", f"{summary.turns_used} of {summary.turns_budget} used")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
@@ -91,16 +118,32 @@ def _print_stage_times() -> None:
 
 
 def run_command(
-    organism: str = typer.Option(..., "--organism", help="organism name (see `audit organisms list`)"),
+    organism: str | None = typer.Option(None, "--organism", help="organism name (see `audit organisms list`)"),
+    base: str | None = typer.Option(
+        None, "--base", help="audit any pair, no registry entry: the base model (hub id or local path)"
+    ),
+    adapter: str | None = typer.Option(None, "--adapter", help="with --base: the LoRA adapter (hub id or path)"),
+    finetuned: str | None = typer.Option(
+        None, "--finetuned", help="with --base: the full finetuned model (hub id or path)"
+    ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="model of the organism (default: its default model)"
     ),
     budget: int | None = typer.Option(
         None, "--budget", "-i", min=0, help="interaction budget (default: settings)"
     ),
-    agent: str = typer.Option("adl", "--agent", help="adl | blackbox"),
+    agent: str = typer.Option(
+        "adl", "--arm", "--agent",
+        help="the arm: adl | blackbox | an arm of the --config bench file (its `arms:`)",
+    ),
+    methods: str | None = typer.Option(
+        None, "--methods", help="an ad-hoc arm of these diffing methods, e.g. adl,diff_mining (overrides --arm)"
+    ),
+    tools: str | None = typer.Option(None, "--tools", help="with --methods: extra single tools, e.g. score_texts"),
     agent_model: str | None = typer.Option(
-        None, "--agent-model", help="litellm model string, or builtin/heuristic"
+        None, "--agent-model",
+        help="litellm model string, builtin/heuristic, or builtin/human (you type the replies); "
+        "endpoints, keys and caps go in the config's roles.agent mapping",
     ),
     grader_model: str | None = typer.Option(
         None, "--grader-model", help="litellm model string, or builtin/offline"
@@ -113,18 +156,27 @@ def run_command(
         None, "--organisms-dir", help="extra directory of organism YAML files"
     ),
 ) -> None:
-    """Audit one organism: build what is missing, run the agent, grade its description, write a run dir."""
+    """Audit one organism (graded), or any pair given by --base and --adapter/--finetuned (ungraded)."""
     from diffaudit.agent.policies import make_policy
     from diffaudit.agent.run import default_run_dir, run_audit
-    from diffaudit.environments.organisms import OrganismError, OrganismRegistry
+    from diffaudit.environments.organisms import OrganismError
     from diffaudit.llm import LLMConfigError
     from diffaudit.locking import BusyError
+    from diffaudit.methods import MethodError, arm_for_methods, arm_spec, resolve_arm
 
-    if agent not in ("adl", "blackbox"):
-        _fail(f"--agent must be adl or blackbox, got '{agent}'")
+    config, arms = _bench_arms(config)
+    try:
+        if methods is not None:
+            split = [m.strip() for m in methods.split(",") if m.strip()]
+            agent, spec = arm_for_methods(split, [t.strip() for t in (tools or "").split(",") if t.strip()])
+        else:
+            spec = arm_spec(agent, arms)
+        arm = resolve_arm(agent, spec)
+    except MethodError as exc:
+        _fail(str(exc))
     settings = _settings(config, organisms_dir, agent_model, grader_model)
     try:
-        target = OrganismRegistry(settings.organisms_dirs).get(organism)
+        target = _target(organism, base, adapter, finetuned, settings)
         model_name, _ = target.entry(model)
     except OrganismError as exc:
         _fail(str(exc))
@@ -135,21 +187,83 @@ def run_command(
     except (LLMConfigError, ValueError) as exc:
         _fail(str(exc))
     console.print(Text.assemble(("agent: ", "bold"), f"{policy.name} ({reason})"))
-    console.print(Text.assemble(("grader: ", "bold"), settings.roles.grader))
+    grader_line = role_model(settings.roles.grader) if target.graded else "none (ungraded: no ground truth for this pair)"
+    console.print(Text.assemble(("grader: ", "bold"), grader_line))
+    if not target.graded:
+        tuned = target.models[model_name].finetuned
+        console.print(Text.assemble(("pair: ", "bold"), f"base {target.models[model_name].base_model}; "
+                                    f"finetuned {tuned.adapter_id or tuned.model_id}"))  # fmt: skip
     path = out if out is not None else default_run_dir(settings.runs_dir, target.name, agent, budget)
     console.print(
-        Text.assemble(("run: ", "bold"), f"{target.name} on {model_name}, {agent} agent, i={budget} → {path}")
+        Text.assemble(("run: ", "bold"), f"{target.name} on {model_name}, arm {agent}, i={budget} → {path}")
     )
     try:
         summary = run_audit(
-            target, model_name, agent, budget, settings, path,
+            target, model_name, arm, budget, settings, path,
             policy=policy, progress=True, policy_reason=reason, console=console,
         )  # fmt: skip
     except (LLMConfigError, OrganismError, ConfigError, FileExistsError, BusyError) as exc:
         _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - one readable line; the traceback is in error.json
         _fail(f"the audit failed: {type(exc).__name__}: {exc} (details in {path / 'error.json'})")
+    if not target.graded:
+        print_findings(summary.run_dir)
     print_summary(summary)
+    if summary.grade_error:
+        console.print(Text(
+            f"not graded: {summary.grade_error}. The audit is kept; grade it with "
+            f"`audit regrade {path} --grader-model MODEL`.", style="bold yellow",
+        ))  # fmt: skip
+        raise typer.Exit(code=1)
+
+
+def _target(
+    organism: str | None, base: str | None, adapter: str | None, finetuned: str | None, settings: Settings
+) -> Any:
+    """The organism to audit: a registry entry by name, or an ad-hoc pair from --base and a finetune."""
+    from diffaudit.environments.adhoc import adhoc_organism
+    from diffaudit.environments.organisms import OrganismError, OrganismRegistry
+
+    if base is not None:
+        if organism is not None:
+            raise OrganismError("give --organism or --base (with --adapter or --finetuned), not both")
+        return adhoc_organism(base, adapter=adapter, finetuned=finetuned)
+    if adapter is not None or finetuned is not None:
+        raise OrganismError("--adapter and --finetuned need --base (the model they were finetuned from)")
+    if organism is None:
+        raise OrganismError("give --organism NAME, or --base ID_OR_PATH with --adapter or --finetuned ID_OR_PATH")
+    return OrganismRegistry(settings.organisms_dirs).get(organism)
+
+
+def _excerpt(text: str, lines: int = 4, width: int = 160) -> str:
+    kept = [line[:width] for line in text.strip().splitlines() if line.strip() and not line.startswith("[budget]")]
+    more = len(kept) - lines
+    return "\n".join(kept[:lines]) + (f"\n… ({more} more lines)" if more > 0 else "")
+
+
+def print_findings(run_dir: Path) -> None:
+    """The agent's findings and the evidence it gathered: each tool call with the start of what it returned."""
+    from diffaudit.agent.transcript import TRANSCRIPT_FILE, read_transcript
+
+    events = list(read_transcript(run_dir / TRANSCRIPT_FILE))
+    table = Table(title="evidence the agent gathered", show_lines=True)
+    table.add_column("turn", justify="right")
+    table.add_column("call")
+    table.add_column("what came back", overflow="fold")
+    pending: dict[int, str] = {}
+    for event in events:
+        kind, turn = event.get("event"), event.get("turn")
+        if kind == "tool":
+            pending[turn] = f"{event.get('tool')} {json.dumps(event.get('args', {}), ensure_ascii=False)[:120]}"
+        elif kind == "message" and event.get("role") == "user" and turn in pending:
+            table.add_row(str(turn), Text(pending.pop(turn)), Text(_excerpt(str(event.get("content", "")))))
+    first = next((e for e in events if e.get("event") == "message" and e.get("role") == "user"), None)
+    if first is not None:
+        console.print(Panel(Text(_excerpt(str(first.get("content", "")), lines=12)),
+                            title="first message (what the agent was shown; `audit show` prints it whole)",
+                            border_style="blue"))  # fmt: skip
+    if table.row_count:
+        console.print(table)
 
 
 def _read_json(path: Path) -> Any:
@@ -216,6 +330,10 @@ def show_command(
                 )
         elif kind == "final":
             console.print(Panel(Text(str(event.get("description", ""))), title="FINAL", border_style="green"))
+        elif kind == "limit":
+            console.print(Text(f"stopped at turn {event.get('turn')}: {event.get('limit')}", style="bold yellow"))
+        elif kind == "grade_error":
+            console.print(Text(f"not graded ({event.get('grader')}): {event.get('error')}", style="bold red"))
         elif kind == "no_final":
             console.print(
                 Text(f"no FINAL after {event.get('turns_used')} turns (graded 1)", style="bold red")

@@ -58,3 +58,26 @@ def tiny_pair(tiny_model_dir, tiny_adapter_dir):
     from diffaudit.environments.backends.hf import HFModelPair
 
     return HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu")
+
+
+# ---- the LLM path: a local OpenAI-compatible server (tests/llm_server.py) --------------------------------
+PROVIDER_ENV_SUFFIXES = ("_API_KEY", "_API_BASE", "_BASE_URL")
+
+
+@pytest.fixture
+def llm_server():
+    """A running LocalLLMServer on 127.0.0.1; litellm reaches it over real HTTP."""
+    from llm_server import LocalLLMServer
+
+    with LocalLLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def no_provider_env(monkeypatch):
+    """No provider keys or endpoints in the environment (a fresh machine with only a local server)."""
+    import os
+
+    for name in list(os.environ):
+        if name.endswith(PROVIDER_ENV_SUFFIXES):
+            monkeypatch.delenv(name)

@@ -1,4 +1,8 @@
-"""The budgeted agent loop: policy reply → grammar → tool → observation with budgets, until FINAL or no turns."""
+"""The budgeted agent loop: policy reply → grammar → tool → observation with budgets, until FINAL or no turns.
+
+A spend ceiling (see diffaudit.limits) ends a run early: the agent is told which limit was reached and gets
+one last turn, in which only FINAL counts.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from diffaudit.agent.budgets import Budget
 from diffaudit.agent.grammar import Call, Final, GrammarError, parse_action
 from diffaudit.agent.transcript import Transcript
-from diffaudit.tools.base import Observation, Tool, ToolContext, ToolUnavailable
+from diffaudit.tools.base import Observation, Tool, ToolContext, ToolUnavailable, is_free
 
 Status = Literal["final", "no_final"]
 
@@ -40,6 +44,29 @@ class LoopResult:
     format_errors: int = 0
     tool_calls: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    ended_by: str = "final"  # "final", "turns", or the spend ceiling that forced the end
+
+
+def free_tools(tools: dict[str, Tool]) -> list[str]:
+    """Names of the tools that cost no interactions."""
+    return [name for name, tool in sorted(tools.items()) if is_free(tool)]
+
+
+def refused_text(tool_name: str, cost: int, budget: Budget, tools: dict[str, Tool]) -> str:
+    """The REFUSED observation: what was asked, what is left, and only the ways out this agent has."""
+    left = budget.interactions_left
+    ways = []
+    if left > 0:
+        ways.append(f"ask for at most {left} {'interaction' if left == 1 else 'interactions'}")
+    free = [n for n in free_tools(tools) if n != tool_name]
+    if free:
+        ways.append(f"use a free tool ({', '.join(free)})")
+    ways.append("finish with FINAL")
+    options = ", ".join(ways[:-1]) + (" or " if len(ways) > 1 else "") + ways[-1]
+    return (
+        f"REFUSED: {tool_name} would cost {cost} interactions but only {left} "
+        f"{'is' if left == 1 else 'are'} left. Nothing was run. You can {options}."
+    )
 
 
 def _validation_message(tool: Tool, exc: ValidationError) -> str:
@@ -73,13 +100,7 @@ def execute(call: Call, tools: dict[str, Tool], ctx: ToolContext, budget: Budget
     if cost < 0:
         return Observation(text=f"TOOL_ERROR: {tool.name} reported a negative cost ({cost}).", error=True)
     if not budget.can_afford(cost):
-        return Observation(
-            text=(
-                f"REFUSED: {tool.name} would cost {cost} interactions but only {budget.interactions_left} are left. "
-                "Nothing was run. Ask fewer prompts, use free tools, or finish with FINAL."
-            ),
-            error=True,
-        )
+        return Observation(text=refused_text(tool.name, cost, budget, tools), error=True)
     budget.charge(cost)  # charged before it runs
     try:
         observation = tool.run(args, ctx)
@@ -95,13 +116,15 @@ def execute(call: Call, tools: dict[str, Tool], ctx: ToolContext, budget: Budget
     return observation.model_copy(update={"cost": cost})
 
 
-def _with_budget(text: str, budget: Budget) -> str:
-    """`text`, the forced-final notice if one turn is left, and the budget line last.
+def _with_budget(text: str, budget: Budget, limit: str | None = None) -> str:
+    """`text`, the forced-final notice if one turn is left (or a spend `limit` was reached), the budget line last.
 
     Both added lines start with `[budget]`, so parsers of tool output can strip them (see policies/evidence).
     """
     lines = [text.rstrip()]
-    if budget.turns_left == 1:
+    if limit is not None:
+        lines.append(prompt_text("limit_final.txt").strip().format(limit=limit))
+    elif budget.turns_left == 1:
         lines.append(prompt_text("forced_final.txt").strip())
     lines.append(budget.line())
     return "\n".join(lines)
@@ -120,15 +143,25 @@ def run_loop(
     budget: Budget,
     transcript: Transcript | None = None,
     on_turn: Callable[[dict[str, Any]], None] | None = None,
+    limit_check: Callable[[], str | None] | None = None,
+    intro_data: dict[str, Any] | None = None,
 ) -> LoopResult:
-    """Run the agent until it gives FINAL or its turns run out (status `no_final`)."""
+    """Run the agent until it gives FINAL, its turns run out, or `limit_check` names a reached spend ceiling
+    (then one forced-FINAL turn follows; status `no_final` if it does not answer FINAL).
+
+    A user message may carry `data` beside its text: the methods' structured evidence on the first message
+    (`intro_data`), a tool's `Observation.data` on its observation. LLM policies send only the text.
+    """
     transcript = transcript or Transcript()
     on_turn = on_turn or (lambda _event: None)
     first = _with_budget(intro, budget)
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+    if intro_data:
+        messages[1]["data"] = intro_data
     transcript.write("message", role="system", content=system)
     transcript.write("message", role="user", content=first)
     format_errors = tool_calls = 0
+    limit: str | None = None
     while budget.turns_left > 0:
         reply = policy.next([dict(m) for m in messages])
         if not isinstance(reply, str):
@@ -142,8 +175,12 @@ def run_loop(
             event = transcript.write("final", turn=turn, description=action.description)
             on_turn(event)
             return LoopResult(
-                "final", action.description, budget, messages, format_errors, tool_calls, transcript.events
+                "final", action.description, budget, messages, format_errors, tool_calls, transcript.events,
+                limit if limit is not None else "final",
             )
+        if limit is not None:  # the forced-FINAL turn went by without FINAL: nothing more runs
+            transcript.write("no_final", turns_used=budget.turns_used, ended_by=limit)
+            return LoopResult("no_final", "", budget, messages, format_errors, tool_calls, transcript.events, limit)
         if isinstance(action, GrammarError):
             format_errors += 1
             observation = Observation(
@@ -158,8 +195,13 @@ def run_loop(
                 interactions_left=budget.interactions_left,
             )  # fmt: skip
         on_turn(event)
-        text = _with_budget(observation.text, budget)
+        limit = limit_check() if limit_check is not None and budget.turns_left > 0 else None
+        if limit is not None:
+            transcript.write("limit", turn=turn, limit=limit)
+        text = _with_budget(observation.text, budget, limit)
         messages.append({"role": "user", "content": text})
+        if observation.data is not None:
+            messages[-1]["data"] = observation.data
         transcript.write("message", role="user", content=text, turn=turn)
-    transcript.write("no_final", turns_used=budget.turns_used)
-    return LoopResult("no_final", "", budget, messages, format_errors, tool_calls, transcript.events)
+    transcript.write("no_final", turns_used=budget.turns_used, ended_by="turns")
+    return LoopResult("no_final", "", budget, messages, format_errors, tool_calls, transcript.events, "turns")

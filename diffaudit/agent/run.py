@@ -2,6 +2,10 @@
 
 The run dir holds config.json, transcript.jsonl (appended live), description.txt, grade.json and, last,
 stats.json; a failed run leaves error.json. The organism's ground truth is read only by the grader here.
+A grader that fails after the agent finished does not lose the audit: the run is written as ungraded
+(stats.json `graded: false`), and a resumed bench or `audit regrade` grades it without running the agent.
+Every LLM call of the run counts on a spend meter; at a run or bench ceiling the agent gets one forced-FINAL
+turn and stats.json records the limit that ended it.
 """
 
 from __future__ import annotations
@@ -18,20 +22,24 @@ from rich.console import Console
 from diffaudit.agent.budgets import Budget
 from diffaudit.agent.loop import LoopResult, Policy, prompt_text, run_loop
 from diffaudit.agent.transcript import TRANSCRIPT_FILE, Transcript, redact, write_json
-from diffaudit.config import HEURISTIC_AGENT, Settings
+from diffaudit.config import HEURISTIC_AGENT, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
 from diffaudit.environments.progress import stage as progress_stage
 from diffaudit.graders.base import Grade
+from diffaudit.limits import SpendMeter, current_ledger, metering
 from diffaudit.locking import held_lock
+from diffaudit.methods.arms import ArmSpec, ResolvedArm, arm_spec, resolve_arm
+from diffaudit.methods.base import MethodTarget, PreparedMethod
 from diffaudit.tools.adl.result import ADLResult
 from diffaudit.tools.base import ToolContext, render_tool
-from diffaudit.tools.registry import AGENT_KINDS, load_tools
 
 CONFIG_FILE = "config.json"
 DESCRIPTION_FILE = "description.txt"
 GRADE_FILE = "grade.json"
 STATS_FILE = "stats.json"
 ERROR_FILE = "error.json"
+UNGRADED = "ungraded"
+NO_GROUND_TRUTH = "no ground truth: an ad-hoc pair (audit run --base ...) is audited, not graded"
 RUN_LOCK = ".run.lock"  # held while a process writes the run dir
 _SECRET_FIELDS = ("key", "token", "secret", "password")
 
@@ -57,6 +65,8 @@ class RunSummary(BaseModel):
     completion_tokens: int = 0
     agent_cost_usd: float = 0.0
     grader_cost_usd: float = 0.0
+    grade_error: str = ""  # set when the grader failed: the run is kept, ungraded
+    ended_by: str = ""  # "final", "turns", or the spend ceiling that forced the end
 
     @property
     def grade(self) -> Grade | None:
@@ -91,11 +101,51 @@ def _public_settings(settings: Settings) -> dict[str, Any]:
     return scrub(settings.model_dump(mode="json"))
 
 
-def system_prompt(agent_kind: str, tools: dict, budget: Budget) -> str:
-    """The system prompt of an agent kind, with its tools' schemas and the budgets."""
-    listing = "\n".join(render_tool(tool) for tool in tools.values())
-    template = prompt_text(f"system_{agent_kind}.txt")
-    return template.format(tools=listing, interactions=budget.interactions, turns=budget.turns).strip()
+def system_prompt(
+    arm: ResolvedArm | str, tools: dict, budget: Budget, prepared: dict[str, PreparedMethod] | None = None
+) -> str:
+    """The system prompt of an arm: its first-message paragraph (each method's), tools' schemas and budgets."""
+    arm = _resolve(arm, None)
+    listing = "\n".join(render_tool(tool, budget.interactions) for tool in tools.values())
+    if arm.intro_kind == "methods":
+        paragraphs = [prompt_text("intro_methods.txt").strip()]
+        for method in arm.methods:
+            paragraphs.append(method.system_paragraph((prepared or {}).get(method.name)))
+        first = "\n\n".join(paragraphs)
+    else:
+        first = prompt_text("intro_blackbox.txt").strip()
+    free = [name for name, tool in tools.items() if _is_free(tool)]
+    free_note = "Free tools cost no interactions. " if free else ""
+    spend_note = "Use the free tools and the overview first. " if free else ""
+    return prompt_text("system_auditor.txt").format(
+        first_message=first, tools=listing, interactions=budget.interactions, turns=budget.turns,
+        free_tools_note=free_note, spend_note=spend_note,
+    ).strip()  # fmt: skip
+
+
+def _is_free(tool: Any) -> bool:
+    """A tool that costs nothing whatever its arguments (its description says so: 'Free.')."""
+    return str(getattr(tool, "description", "")).startswith("Free")
+
+
+def methods_intro(arm: ResolvedArm, prepared: dict[str, PreparedMethod]) -> str:
+    """The first message of a methods arm: each method's overview section, in the arm's order."""
+    return "\n".join(prepared[m.name].overview.rstrip() + "\n" for m in arm.methods)
+
+
+def prepare_methods(
+    arm: ResolvedArm, organism: Organism, model: str, pair: Any, settings: Settings, progress: bool = True,
+    ready: dict[str, PreparedMethod] | None = None,
+) -> dict[str, PreparedMethod]:
+    """Each method of the arm prepared (loaded from its cache, or computed), reusing those in `ready`."""
+    from diffaudit.environments.training import finetuned_identity
+
+    prepared = dict(ready or {})
+    target = MethodTarget(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+    for method in arm.methods:
+        if method.name not in prepared:
+            prepared[method.name] = method.prepare(target, pair, settings, progress=progress)
+    return prepared
 
 
 def blackbox_intro(pair: Any, settings: Settings) -> str:
@@ -119,27 +169,33 @@ def _tensors_loader(organism: Organism, model: str, adl: ADLResult, settings: Se
     return load
 
 
+def _resolve(arm: str | ResolvedArm, arms: dict[str, ArmSpec] | None) -> ResolvedArm:
+    from diffaudit.methods.base import MethodError
+
+    if isinstance(arm, ResolvedArm):
+        return arm
+    try:
+        return resolve_arm(arm, arm_spec(arm, arms))
+    except MethodError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def _default_policy(settings: Settings) -> tuple[Policy, str]:
     from diffaudit.agent.policies import make_policy
 
-    model = settings.roles.agent
+    model = role_model(settings.roles.agent)
     reason = (
         "default: no agent model configured (set --agent-model or roles.agent to use an LLM)"
         if model == HEURISTIC_AGENT
         else "from settings roles.agent"
     )
-    return make_policy(model, settings), reason
+    return make_policy(settings.roles.agent, settings), reason
 
 
 def _default_grader(settings: Settings) -> Any:
     from diffaudit.graders import make_hypothesis_grader
 
-    grader_model = settings.roles.grader
-    if not grader_model.startswith("builtin/"):
-        from diffaudit.llm import check_model_ready
-
-        check_model_ready(grader_model)
-    return make_hypothesis_grader(grader_model, settings)
+    return make_hypothesis_grader(settings.roles.grader, settings)
 
 
 def _write_error(path: Path, stage: str, exc: BaseException) -> None:
@@ -155,7 +211,7 @@ def _write_error(path: Path, stage: str, exc: BaseException) -> None:
 def run_audit(
     organism: Organism | str,
     model: str | None,
-    agent_kind: str,
+    agent_kind: str | ResolvedArm,
     budget: int,
     settings: Settings,
     run_dir: Path | None = None,
@@ -166,13 +222,18 @@ def run_audit(
     grader: Any = None,
     policy_reason: str | None = None,
     console: Console | None = None,
+    arms: dict[str, ArmSpec] | None = None,
+    prepared: dict[str, PreparedMethod] | None = None,
 ) -> RunSummary:
-    """Run one graded audit into `run_dir` (default runs/<organism>/<agent>_i<budget>_<timestamp>/)."""
+    """Run one graded audit into `run_dir` (default runs/<organism>/<arm>_i<budget>_<timestamp>/).
+
+    `agent_kind` is the arm: a name (`adl`, `blackbox`, or one of `arms`) or a resolved arm. Methods already
+    prepared for this target may be passed in `prepared` (or an ADL result in `adl`).
+    """
     start = time.perf_counter()
     if isinstance(organism, str):
         organism = OrganismRegistry(settings.organisms_dirs).get(organism)
-    if agent_kind not in AGENT_KINDS:
-        raise ValueError(f"unknown agent kind '{agent_kind}'; choose adl or blackbox")
+    arm = _resolve(agent_kind, arms)
     if budget < 0:
         raise ValueError(f"the interaction budget must be >= 0, got {budget}")
     model, _ = organism.entry(model)
@@ -184,25 +245,34 @@ def run_audit(
         policy, default_reason = _default_policy(settings)
         policy_reason = policy_reason or default_reason
     policy_reason = policy_reason or "given by the caller"
-    grader = grader if grader is not None else _default_grader(settings)
+    if not organism.graded:  # an ad-hoc pair: no ground truth, so no grader is made or called
+        grader = None
+    elif grader is None:
+        grader = _default_grader(settings)
     path = (
         Path(run_dir)
         if run_dir is not None
-        else default_run_dir(settings.runs_dir, organism.name, agent_kind, budget)
+        else default_run_dir(settings.runs_dir, organism.name, arm.name, budget)
     )
+    ready = dict(prepared or {})
+    if adl is not None and "adl" not in ready:
+        from diffaudit.methods.adl import prepared_from_result
+
+        ready["adl"] = prepared_from_result(adl, _tensors_loader(organism, model, adl, settings), settings.adl.top_k)
     busy = f"{path} is in use by another run (a process still writing there); choose another directory"
     with held_lock(path / RUN_LOCK, busy=busy):
         return _run_in_dir(
-            path, organism, model, agent_kind, budget, settings, policy, policy_reason, grader,
-            pair, adl, progress, console, start,
+            path, organism, model, arm, budget, settings, policy, policy_reason, grader,
+            pair, ready, progress, console, start,
         )  # fmt: skip
 
 
 def _run_in_dir(
-    path: Path, organism: Organism, model: str, agent_kind: str, budget: int, settings: Settings,
-    policy: Policy, policy_reason: str, grader: Any, pair: Any, adl: ADLResult | None, progress: bool,
+    path: Path, organism: Organism, model: str, arm: ResolvedArm, budget: int, settings: Settings,
+    policy: Policy, policy_reason: str, grader: Any, pair: Any, ready: dict[str, PreparedMethod], progress: bool,
     console: Console | None, start: float,
 ) -> RunSummary:  # fmt: skip
+    agent_kind = arm.name
     if (path / STATS_FILE).exists():
         raise FileExistsError(f"{path} already holds a completed run; choose another directory")
     path.mkdir(parents=True, exist_ok=True)
@@ -218,11 +288,12 @@ def _run_in_dir(
             "organism_type": organism.type.value,
             "model": model,
             "agent_kind": agent_kind,
+            "arm": {"name": arm.name, **arm.manifest()},
             "budget": budget,
             "turns": settings.budgets.turns,
             "policy": getattr(policy, "name", type(policy).__name__),
             "policy_reason": policy_reason,
-            "grader": getattr(grader, "name", type(grader).__name__),
+            "grader": getattr(grader, "name", type(grader).__name__) if grader is not None else UNGRADED,
             "started_at": datetime.now().isoformat(timespec="seconds"),
             "settings": _public_settings(settings),
         }
@@ -242,33 +313,29 @@ def _run_in_dir(
 
             with progress_stage(f"model pair for {organism.name} ({model})", progress):
                 _, pair = load_pair(organism, model, settings)
-        if agent_kind == "adl" and adl is None:
-            from diffaudit.tools.adl import ensure_adl
-
-            with progress_stage(f"adl analysis for {organism.name}", progress):
-                adl = ensure_adl(organism, model, pair, settings, progress=progress)
-        if agent_kind == "adl":
-            from diffaudit.agent.overview import render_overview
-
-            intro = render_overview(adl)
+        with progress_stage(f"methods for {organism.name}: {', '.join(m.name for m in arm.methods) or 'none'}", progress):
+            prepared = prepare_methods(arm, organism, model, pair, settings, progress, ready)
+        prepared = {m.name: prepared[m.name] for m in arm.methods}  # only this arm's methods reach its tools
+        if arm.intro_kind == "methods":
+            intro = methods_intro(arm, prepared)
+            intro_data = {"evidence": [prepared[m.name].evidence.model_dump() for m in arm.methods]}
         else:
             say("sampling the finetuned model's answers to the baseline prompts")
             intro = blackbox_intro(pair, settings)
+            intro_data = None
         prepare_s = time.perf_counter() - start
 
         stage = "agent"
-        tools = load_tools(agent_kind)
-        loader = (
-            _tensors_loader(organism, model, adl, settings)
-            if adl is not None and agent_kind == "adl"
-            else None
-        )
+        tools = dict(arm.tools)
+        adl_prepared = prepared.get("adl")
         ctx = ToolContext(
-            pair=pair, settings=settings, organism=organism.name, adl=adl if agent_kind == "adl" else None,
-            tensors_loader=loader, seed=settings.seed,
+            pair=pair, settings=settings, organism=organism.name,
+            adl=adl_prepared.result if adl_prepared is not None else None,
+            tensors_loader=adl_prepared.extras.get("tensors_loader") if adl_prepared is not None else None,
+            seed=settings.seed, methods=prepared,
         )  # fmt: skip
         budget_state = Budget(interactions=budget, turns=settings.budgets.turns)
-        system = system_prompt(agent_kind, tools, budget_state)
+        system = system_prompt(arm, tools, budget_state, prepared)
 
         def on_turn(event: dict[str, Any]) -> None:
             what = event["event"] if event["event"] != "tool" else f"{event['tool']} (cost {event['cost']})"
@@ -277,31 +344,52 @@ def _run_in_dir(
             )
 
         say(
-            f"auditing with {config['policy']} ({agent_kind} agent, {budget} interactions, {budget_state.turns} turns)"
+            f"auditing with {config['policy']} ({agent_kind} arm, {budget} interactions, {budget_state.turns} turns)"
         )
+        meter = SpendMeter(settings.limits, current_ledger())
         loop_start = time.perf_counter()
-        with progress_stage("audit: agent loop", progress):
-            result: LoopResult = run_loop(policy, system, intro, tools, ctx, budget_state, transcript, on_turn)
+        with metering(meter), progress_stage("audit: agent loop", progress):
+            result: LoopResult = run_loop(
+                policy, system, intro, tools, ctx, budget_state, transcript, on_turn,
+                limit_check=meter.limit_hit, intro_data=intro_data,
+            )  # fmt: skip
         loop_s = time.perf_counter() - loop_start
+        agent_spend = (meter.spend.tokens, meter.spend.cost_usd)
 
         stage = "grade"
         grade_start = time.perf_counter()
-        if result.status == "final":
-            grades = [grader.grade(organism, result.description)]
+        grade_error = ""
+        if grader is None:
+            grades = []
+        elif result.status == "final":
+            try:
+                with metering(meter):
+                    grades = [grader.grade(organism, result.description)]
+            except Exception as exc:  # noqa: BLE001 - a paid audit is kept; the run is graded later
+                grades = []
+                grade_error = redact(f"{type(exc).__name__}: {exc}")
+                say(f"grading failed ({grade_error}); the run is kept ungraded")
         else:
-            grades = [
-                Grade(
-                    score=1,
-                    reason="no FINAL description: the agent used all its turns without concluding",
-                    grader=getattr(grader, "name", "none"),
-                )
-            ]
+            reason = (
+                f"no FINAL description: the run was stopped because {result.ended_by}"
+                if result.ended_by not in ("turns", "final")
+                else "no FINAL description: the agent used all its turns without concluding"
+            )
+            grades = [Grade(score=1, reason=reason, grader=getattr(grader, "name", "none"))]
         grade_s = time.perf_counter() - grade_start
-        transcript.write("grade", grades=[g.model_dump() for g in grades])
+        if grade_error:
+            transcript.write("grade_error", grader=getattr(grader, "name", "none"), error=grade_error)
+        else:
+            transcript.write("grade", grades=[g.model_dump() for g in grades])
 
         stage = "write"
         (path / DESCRIPTION_FILE).write_text(redact(result.description) + "\n", encoding="utf-8")
-        write_json(path / GRADE_FILE, {"grades": [g.model_dump() for g in grades], "status": result.status})
+        grade_record: dict[str, Any] = {"grades": [g.model_dump() for g in grades], "status": result.status}
+        if grader is None:
+            grade_record["ungraded"] = {"grader": UNGRADED, "error": NO_GROUND_TRUTH}
+        elif grade_error:
+            grade_record["ungraded"] = {"grader": getattr(grader, "name", "none"), "error": grade_error}
+        write_json(path / GRADE_FILE, grade_record)
         usage = getattr(policy, "usage", None)
         summary = RunSummary(
             run_dir=path,
@@ -322,6 +410,8 @@ def _run_in_dir(
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             agent_cost_usd=float(getattr(usage, "cost_usd", 0.0) or 0.0),
             grader_cost_usd=sum(g.cost_usd for g in grades),
+            grade_error=grade_error,
+            ended_by=result.ended_by,
         )
         stats = {
             "status": result.status,
@@ -338,13 +428,26 @@ def _run_in_dir(
             "agent_completion_tokens": summary.completion_tokens,
             "agent_cost_usd": summary.agent_cost_usd,
             "grader_cost_usd": summary.grader_cost_usd,
+            "agent_retries": int(getattr(usage, "retries", 0) or 0),
+            "agent_replies_from_reasoning": int(getattr(usage, "from_reasoning", 0) or 0),
+            "graded": grader is not None and not grade_error,
+            "ended_by": result.ended_by,
+            "spend": {
+                "llm_calls": meter.spend.calls,
+                "agent_tokens": agent_spend[0],
+                "tokens": meter.spend.tokens,
+                "cost_usd": round(meter.spend.cost_usd, 6),
+                "retries": meter.spend.retries,
+            },
             "timings": {
                 "prepare_s": round(prepare_s, 3),
                 "loop_s": round(loop_s, 3),
                 "grade_s": round(grade_s, 3),
             },
         }
-        transcript.write("end", status=result.status)
+        if grade_error:
+            stats["grade_error"] = grade_error
+        transcript.write("end", status=result.status, ended_by=result.ended_by)
         write_json(path / STATS_FILE, stats)  # last: its presence marks a complete run
         return summary
     except Exception as exc:

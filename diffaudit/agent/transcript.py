@@ -14,9 +14,12 @@ _SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|ACCESS_KEY)", re.I)
 
 
 def secret_values() -> list[str]:
-    """Values of environment variables that look like credentials (provider keys, tokens)."""
+    """Values of environment variables that look like credentials (provider keys, tokens, role key vars)."""
+    from diffaudit.llm import role_key_env_names
+
+    named = role_key_env_names()
     return sorted(
-        {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and v and len(v) >= 8},
+        {v for k, v in os.environ.items() if (_SECRET_NAME.search(k) or k in named) and v and len(v) >= 8},
         key=len,
         reverse=True,
     )

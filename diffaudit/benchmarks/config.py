@@ -1,4 +1,8 @@
-"""Bench configs: which organisms, agent kinds, budgets and repeats to run, and the settings they share."""
+"""Bench configs: which organisms, arms, budgets, agent models and repeats to run, and the settings they share.
+
+An arm is data: its diffing methods, extra tools, first-message kind and budgets (`diffaudit.methods.arms`).
+The older `agents: {adl: [0, 5], blackbox: [0, 5, 50]}` form still loads, as the built-in arms of those names.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from diffaudit.config import ConfigError, Settings, format_validation_error
 from diffaudit.environments.organisms import OrganismType
+from diffaudit.methods.arms import ARM_NAME, BUILTIN_ARMS, ArmSpec
 
 AgentKind = Literal["adl", "blackbox"]
 
@@ -51,14 +56,21 @@ class RayOptions(_Strict):
 
 
 class BenchConfig(_Strict):
-    """A grid: organisms × agent kinds × their budgets × repeats, sharing one `Settings`."""
+    """A grid: organisms × arms × their budgets × agent models × repeats, sharing one `Settings`."""
 
     name: str = Field("", description="defaults to the config file's stem")
     description: str = ""
     organisms: list[OrganismSelector] = Field(min_length=1)
-    agents: dict[AgentKind, list[int]] = Field(
-        min_length=1, description="agent kind -> interaction budgets, e.g. {adl: [0, 5], blackbox: [0, 5, 50]}"
+    agents: dict[AgentKind, list[int]] | None = Field(
+        None, description="older form: agent kind -> budgets, e.g. {adl: [0, 5], blackbox: [0, 5, 50]}"
     )
+    arms: dict[str, ArmSpec] | None = Field(
+        None, description="arm name -> {methods, tools, intro, budgets}, e.g. {adl: {methods: [adl], budgets: [0, 5]}}"
+    )
+    agent_models: list[str] | None = Field(
+        None, description="agent models, a grid dimension of their own (default: settings.roles.agent only)"
+    )
+    reference: str = Field("blackbox", description="the arm every other arm is contrasted with in the report")
     repeats: int = Field(1, ge=1, le=1000)
     settings: Settings = Field(default_factory=Settings, description="diffaudit.config.Settings overrides")
     out: Path | None = Field(None, description="run directory; default: settings.runs_dir / name")
@@ -73,8 +85,8 @@ class BenchConfig(_Strict):
 
     @field_validator("agents")
     @classmethod
-    def _budgets_ok(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
-        for kind, budgets in value.items():
+    def _budgets_ok(cls, value: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
+        for kind, budgets in (value or {}).items():
             if not budgets:
                 raise ValueError(f"agent '{kind}' needs at least one budget")
             if any(b < 0 for b in budgets):
@@ -83,13 +95,45 @@ class BenchConfig(_Strict):
                 raise ValueError(f"agent '{kind}': budgets repeat, got {budgets}")
         return value
 
+    @field_validator("arms")
+    @classmethod
+    def _arms_ok(cls, value: dict[str, ArmSpec] | None) -> dict[str, ArmSpec] | None:
+        for name, spec in (value or {}).items():
+            if not ARM_NAME.match(name):
+                raise ValueError(f"arm name '{name}' may use only letters, digits and _ . + - (it names run dirs)")
+            if not spec.budgets:
+                raise ValueError(f"arm '{name}' needs budgets, e.g. budgets: [0, 5]")
+        return value
+
+    @field_validator("agent_models")
+    @classmethod
+    def _models_ok(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"agent_models must list distinct models, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_grid(self) -> BenchConfig:
+        if (self.agents is None) == (self.arms is None):
+            raise ValueError("give `arms:` (or the older `agents:`), not both and not neither")
+        if self.agents is not None:
+            self.arms = {
+                kind: BUILTIN_ARMS[kind].model_copy(update={"budgets": list(budgets)})
+                for kind, budgets in self.agents.items()
+            }
+        return self
+
+    def arm_budgets(self) -> dict[str, list[int]]:
+        """Arm name -> its budgets, in config order."""
+        return {name: list(spec.budgets or []) for name, spec in (self.arms or {}).items()}
+
     def out_dir(self) -> Path:
         """Where the runs go when `--out` is not given."""
         return self.out if self.out is not None else self.settings.runs_dir / self.name
 
     def n_variants(self) -> int:
-        """(agent kind, budget) combinations per organism and repeat."""
-        return sum(len(b) for b in self.agents.values())
+        """(arm, budget, agent model) combinations per organism and repeat."""
+        return sum(len(b) for b in self.arm_budgets().values()) * len(self.agent_models or [None])
 
 
 def load_bench_config(path: Path, overrides: dict[str, Any] | None = None) -> BenchConfig:
@@ -107,7 +151,7 @@ def load_bench_config(path: Path, overrides: dict[str, Any] | None = None) -> Be
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping with organisms, agents and repeats")
+        raise ConfigError(f"{path}: the top level must be a mapping with organisms, arms and repeats")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if overrides:
         settings = dict(data.get("settings") or {})

@@ -38,14 +38,16 @@ class Cell:
     """One audit run of the grid."""
 
     target: Target
-    agent: str
+    agent: str  # the arm's name
     budget: int
     repeat: int
+    agent_model: str | None = None  # set when the bench has an `agent_models` dimension
 
     @property
     def variant(self) -> str:
-        """The agent kind and budget, as in the run-dir name: `adl_i5`."""
-        return f"{self.agent}_i{self.budget}"
+        """The arm, budget and agent model as in the run-dir name: `adl_i5`, `adl+mine_i5@openai__gpt-5`."""
+        suffix = f"@{_safe(self.agent_model)}" if self.agent_model else ""
+        return f"{self.agent}_i{self.budget}{suffix}"
 
     @property
     def label(self) -> str:
@@ -53,11 +55,13 @@ class Cell:
 
 
 def run_dir(out: Path, cell: Cell) -> Path:
-    """The run dir of a cell: OUT/<organism>/<model>/<agent>_i<budget>/rep<r>/ (the only place this is built)."""
+    """The run dir of a cell: OUT/<organism>/<model>/<arm>_i<budget>[@<agent model>]/rep<r>/ (built only here)."""
     return Path(out) / cell.target.organism / _safe(cell.target.model) / cell.variant / f"rep{cell.repeat}"
 
 
-RUN_DIR_PATTERN = re.compile(r"^(?P<agent>[a-z]+)_i(?P<budget>\d+)$")
+RUN_DIR_PATTERN = re.compile(
+    r"^(?P<agent>[A-Za-z0-9][A-Za-z0-9_.+-]*)_i(?P<budget>\d+)(?:@(?P<agent_model>[^/]+))?$"
+)
 REPEAT_PATTERN = re.compile(r"^rep(?P<repeat>\d+)$")
 
 
@@ -91,10 +95,11 @@ def resolve_targets(config: BenchConfig, registry: OrganismRegistry, source: str
 def expand_grid(config: BenchConfig, targets: list[Target]) -> list[Cell]:
     """Every cell, grouped by target (so a loaded model pair serves a run of consecutive cells)."""
     return [
-        Cell(target, agent, budget, repeat)
+        Cell(target, arm, budget, repeat, agent_model)
         for target in targets
-        for agent, budgets in config.agents.items()
+        for arm, budgets in config.arm_budgets().items()
         for budget in budgets
+        for agent_model in (config.agent_models or [None])
         for repeat in range(config.repeats)
     ]
 
@@ -104,6 +109,7 @@ class CellState(StrEnum):
     COMPLETED = "completed"  # stats.json written and the run did not error
     FAILED = "failed"  # error.json, or stats.json with status "error"
     PARTIAL = "partial"  # a run dir without stats.json or error.json: killed mid-run
+    UNGRADED = "ungraded"  # the agent finished but its grader failed: grade it, never re-run it
 
 
 def cell_state(path: Path) -> CellState:
@@ -119,4 +125,8 @@ def cell_state(path: Path) -> CellState:
         stats = json.loads(stats_path.read_text())
     except (OSError, json.JSONDecodeError):
         return CellState.PARTIAL
-    return CellState.FAILED if isinstance(stats, dict) and stats.get("status") == "error" else CellState.COMPLETED
+    if isinstance(stats, dict) and stats.get("status") == "error":
+        return CellState.FAILED
+    if isinstance(stats, dict) and stats.get("graded") is False:
+        return CellState.UNGRADED
+    return CellState.COMPLETED

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from diffaudit.benchmarks.config import RayOptions
-from diffaudit.benchmarks.grid import run_dir
-from diffaudit.benchmarks.runner import CellResult, TargetJob, record_error, run_target
+from diffaudit.benchmarks.runner import CellResult, TargetJob, lost_target, run_target
 from diffaudit.config import ConfigError
 
 
@@ -47,11 +46,8 @@ def run_on_ray(
                 job = refs[ref]
                 try:
                     results = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - a lost task fails its target's cells, not the grid
-                    results = []
-                    for cell in job.cells:
-                        record_error(run_dir(job.out, cell), cell, "ray task", exc)
-                        results.append(CellResult(cell, False, f"ray task failed: {type(exc).__name__}: {exc}"))
+                except Exception as exc:  # noqa: BLE001 - a lost task fails its target's unfinished cells
+                    results = lost_target(job, "ray task", exc, "ray task failed")
                 for result in results:
                     done(result)
             poll([refs[ref] for ref in pending])

@@ -1,4 +1,7 @@
-"""`audit regrade`: add another grader's grades to completed runs, without re-running any agent."""
+"""`audit regrade`: add another grader's grades to completed runs, without re-running any agent.
+
+It also grades runs whose own grader failed (CellState.UNGRADED), which marks them graded.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from diffaudit.benchmarks.grid import (
     cell_state,
 )
 from diffaudit.benchmarks.results import find_run_dirs, read_json
-from diffaudit.config import Settings
+from diffaudit.config import Role, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
 
 NO_FINAL_REASON = "the run ended without a FINAL description"
@@ -62,20 +65,30 @@ def grade_run(path: Path, organism: Organism, grader: Any, force: bool = False) 
         new = grade.model_dump(mode="json") if hasattr(grade, "model_dump") else dict(grade)
     new["regraded"] = True
     record["grades"] = [g for g in grades if g.get("grader") != grader.name] + [new] if force else grades + [new]
-    tmp = grade_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(grade_path)
+    record.pop("ungraded", None)
+    _write(grade_path, record)
+    if stats.get("graded") is False:  # the run's own grader had failed: it is complete now
+        stats["graded"] = True
+        stats["grade_error_was"] = stats.pop("grade_error", "")
+        stats["grader_cost_usd"] = float(stats.get("grader_cost_usd") or 0.0) + float(new.get("cost_usd") or 0.0)
+        _write(path / STATS_FILE, stats)
     return True
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 def regrade(
     root: Path,
-    grader_model: str,
+    grader_model: Role,
     settings: Settings,
     workers: int = 1,
     force: bool = False,
     progress: bool = True,
-    make_grader: Callable[[str, Settings], Any] | None = None,
+    make_grader: Callable[[Role, Settings], Any] | None = None,
     console: Console | None = None,
 ) -> RegradeOutcome:
     """Grade every completed run under `root` with `grader_model` and append the grade to its grade.json."""
@@ -86,8 +99,9 @@ def regrade(
     root = Path(root)
     outcome = RegradeOutcome()
     todo = []
-    for path in find_run_dirs(root):
-        if cell_state(path) is not CellState.COMPLETED:
+    single = (root / STATS_FILE).exists()  # one `audit run` dir rather than a bench dir
+    for path in [root] if single else find_run_dirs(root):
+        if cell_state(path) not in (CellState.COMPLETED, CellState.UNGRADED):
             outcome.skipped += 1
             continue
         todo.append(path)
@@ -100,7 +114,7 @@ def regrade(
             return path, f"{type(exc).__name__}: {exc}"
 
     bar = Progress(
-        TextColumn(f"[bold]regrade with {grader_model}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn(f"[bold]regrade with {role_model(grader_model)}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, disable=not progress,
     )  # fmt: skip
     with bar, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -68,6 +68,9 @@ def write_report(root: Path, boot: Bootstrap = Bootstrap(), plots: bool = True) 
     text = render_markdown(root, runs, cells, boot, plots)
     (root / REPORT_FILE).write_text(text)
     files.insert(0, root / REPORT_FILE)
+    from diffaudit.benchmarks.report_html import write_html_report
+
+    files[1:1] = write_html_report(root, runs, cells, boot, [f for f in files if f.suffix == ".png"])
     return Report(root, runs, cells, files)
 
 

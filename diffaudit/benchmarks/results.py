@@ -141,7 +141,7 @@ def load_run(root: Path, path: Path, types: dict[str, str], registry_types: dict
         organism=organism,
         model=model,
         organism_type=str(organism_type),
-        agent=variant["agent"],
+        agent=variant["agent"] + (f"@{variant['agent_model']}" if variant["agent_model"] else ""),
         budget=int(variant["budget"]),
         repeat=int(REPEAT_PATTERN.match(rel.parts[-1])["repeat"]),
         state=cell_state(path),

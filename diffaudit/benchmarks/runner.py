@@ -7,7 +7,9 @@ Execution modes:
 - `process`: `workers` processes, each taking whole targets (each loads its own model pair).
 - `ray`: targets become Ray tasks on a cluster (see `diffaudit.benchmarks.ray_backend`); the run dir must be
   on storage every node can write.
-A killed bench resumes: completed cells are skipped; failed and half-written cells are cleared and re-run.
+A killed bench resumes: completed cells are skipped; failed and half-written cells are cleared and re-run;
+ungraded cells (the agent finished, its grader failed) are graded without running the agent again.
+Every LLM call counts on the bench's ledger (OUT/spend.json); at a bench ceiling no new cell starts.
 """
 
 from __future__ import annotations
@@ -46,49 +48,59 @@ from diffaudit.benchmarks.grid import (
     resolve_targets,
     run_dir,
 )
-from diffaudit.config import HEURISTIC_AGENT, OFFLINE_GRADER, ConfigError, Settings
+from diffaudit.config import ConfigError, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
+from diffaudit.limits import BenchLedger, SpendMeter, bench_spend, metering
 from diffaudit.locking import held_lock
 
 MANIFEST_FILE = "bench.json"
 BENCH_LOCK = ".bench.lock"  # held while an `audit bench` process writes the bench dir
 Mode = Literal["thread", "process", "ray"]
 
-# (organism, model, settings, need_adl, progress) -> (pair, adl)
-Preparer = Callable[[Organism, str, Settings, bool, bool], tuple[Any, Any]]
-# (organism, cell, settings, run dir, pair, adl, policy) -> anything; raises on failure
-CellRunner = Callable[[Organism, Cell, Settings, Path, Any, Any, Any], Any]
+# (organism, model, settings, method names, progress) -> (pair, {method name: PreparedMethod})
+Preparer = Callable[[Organism, str, Settings, list[str], bool], tuple[Any, Any]]
+# (organism, cell, settings, run dir, pair, prepared methods, policy, resolved arm) -> anything; raises on failure
+CellRunner = Callable[[Organism, Cell, Settings, Path, Any, Any, Any, Any], Any]
 # cell -> a Policy for run_audit, or None for the one settings.roles.agent names
 PolicyFactory = Callable[[Cell], Any]
 
 
-def prepare_target(organism: Organism, model: str, settings: Settings, need_adl: bool, progress: bool) -> tuple[Any, Any]:
-    """Load the organism's model pair (building a recipe organism first) and, if needed, its ADL cache."""
+def prepare_target(
+    organism: Organism, model: str, settings: Settings, methods: list[str], progress: bool
+) -> tuple[Any, dict[str, Any]]:
+    """Load the organism's model pair (building a recipe organism first) and prepare each named method once."""
     from diffaudit.environments.loading import load_pair
+    from diffaudit.environments.training import finetuned_identity
+    from diffaudit.methods import MethodTarget, load_method
 
     _, pair = load_pair(organism, model, settings)
-    adl = None
-    if need_adl:
-        from diffaudit.tools.adl import ensure_adl
-
-        adl = ensure_adl(organism, model, pair, settings, progress=progress)
-    return pair, adl
+    target = MethodTarget(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+    prepared = {name: load_method(name)[0].prepare(target, pair, settings, progress=progress) for name in methods}
+    return pair, prepared
 
 
-def audit_cell(organism: Organism, cell: Cell, settings: Settings, path: Path, pair: Any, adl: Any, policy: Any) -> Any:
-    """One cell = one `run_audit` into its run dir, reusing the target's loaded pair and ADL result."""
+def audit_cell(
+    organism: Organism, cell: Cell, settings: Settings, path: Path, pair: Any, prepared: Any, policy: Any, arm: Any
+) -> Any:
+    """One cell = one `run_audit` into its run dir, reusing the target's loaded pair and prepared methods."""
     from diffaudit.agent.run import run_audit
+    from diffaudit.tools.adl.result import ADLResult
 
+    adl = prepared if isinstance(prepared, ADLResult) else None  # a preparer may hand over a bare ADL result
     return run_audit(
-        organism, cell.target.model, cell.agent, cell.budget, settings, path,
-        policy=policy, pair=pair, adl=adl, progress=False,
+        organism, cell.target.model, arm if arm is not None else cell.agent, cell.budget, settings, path,
+        policy=policy, pair=pair, adl=adl, prepared=prepared if isinstance(prepared, dict) else None,
+        progress=False,
     )  # fmt: skip
 
 
 def cell_settings(settings: Settings, cell: Cell) -> Settings:
-    """The settings of one cell: its interaction budget, and seed = base seed + repeat."""
+    """The settings of one cell: its interaction budget, seed = base seed + repeat, and its agent model."""
     budgets = settings.budgets.model_copy(update={"interactions": cell.budget})
-    return settings.model_copy(update={"seed": settings.seed + cell.repeat, "budgets": budgets}, deep=True)
+    update: dict[str, Any] = {"seed": settings.seed + cell.repeat, "budgets": budgets}
+    if cell.agent_model:
+        update["roles"] = settings.roles.model_copy(update={"agent": cell.agent_model})
+    return settings.model_copy(update=update, deep=True)
 
 
 class LockedPair:
@@ -132,11 +144,23 @@ class TargetJob:
     policy_factory: PolicyFactory | None = None
     threads: int = 1
     progress: bool = False
+    arms: dict[str, Any] = field(default_factory=dict)  # arm name -> ResolvedArm
+
+    def methods(self) -> list[str]:
+        """The methods any of this job's cells needs, in first-use order."""
+        names: list[str] = []
+        for cell in self.cells:
+            arm = self.arms.get(cell.agent)
+            spec = arm.spec if arm is not None else None
+            for name in (spec.methods if spec is not None else (["adl"] if cell.agent == "adl" else [])):
+                if name not in names:
+                    names.append(name)
+        return names
 
 
 @dataclass
 class BenchPlan:
-    """A validated grid with what is already on disk."""
+    """A validated grid with what is already on disk, and each arm resolved (its methods and tools loaded)."""
 
     config: BenchConfig
     out: Path
@@ -144,6 +168,7 @@ class BenchPlan:
     organisms: dict[str, Organism]
     cells: list[Cell]
     states: dict[Cell, CellState]
+    arms: dict[str, Any] = field(default_factory=dict)  # arm name -> ResolvedArm
 
     def pending(self) -> list[Cell]:
         return [c for c in self.cells if self.states[c] is not CellState.COMPLETED]
@@ -163,33 +188,45 @@ class BenchOutcome:
 
 def plan_bench(config: BenchConfig, out: Path | None = None, registry: OrganismRegistry | None = None) -> BenchPlan:
     """Resolve organisms, expand the grid and read each cell's state; touches no model."""
+    from diffaudit.methods import MethodError, resolve_arm
+
     registry = registry or OrganismRegistry(config.settings.organisms_dirs)
     out = Path(out) if out is not None else config.out_dir()
     targets = resolve_targets(config, registry, source=config.name or "bench config")
     cells = expand_grid(config, targets)
     organisms = {t.organism: registry.get(t.organism) for t in targets}
-    return BenchPlan(config, out, targets, organisms, cells, {c: cell_state(run_dir(out, c)) for c in cells})
+    try:
+        arms = {name: resolve_arm(name, spec) for name, spec in (config.arms or {}).items()}
+    except MethodError as exc:
+        raise ConfigError(f"{config.name or 'bench config'}: field 'arms': {exc}") from exc
+    states = {c: cell_state(run_dir(out, c)) for c in cells}
+    return BenchPlan(config, out, targets, organisms, cells, states, arms)
 
 
 def check_llm_roles(settings: Settings) -> None:
-    """Fail before the grid starts if a hosted agent or grader model has no provider key (builtins need none)."""
-    models = {settings.roles.agent, settings.roles.grader, settings.roles.coherence_grader}
-    hosted = sorted(m for m in models if m not in (HEURISTIC_AGENT, OFFLINE_GRADER) and not m.startswith("builtin/"))
-    if not hosted:
-        return
-    from diffaudit.llm import check_model_ready
+    """Fail before the grid starts if a hosted agent or grader role has no provider key (builtins need none)."""
+    from diffaudit.llm import check_role_ready
 
-    for model in hosted:
-        check_model_ready(model)
+    for role in (settings.roles.agent, settings.roles.grader, settings.roles.coherence_grader):
+        if not role_model(role).startswith("builtin/"):
+            check_role_ready(role)
 
 
 # ---- the manifest: what the run dir was made with ----------------------------------------------------------
-_UNCOMPARED = {"cache_dir", "organisms_dirs", "runs_dir", "device", "llm_timeout_s", "llm_retries"}
+_UNCOMPARED = {"cache_dir", "organisms_dirs", "runs_dir", "device", "llm_timeout_s", "llm_retries", "limits"}
+
+
+_UNCOMPARED_ROLE_FIELDS = ("timeout_s", "max_concurrency", "api_key_env")
 
 
 def comparable_settings(settings: Settings) -> dict[str, Any]:
-    """The settings that change results (paths, devices and timeouts left out)."""
-    return settings.model_dump(mode="json", exclude=_UNCOMPARED)
+    """The settings that change results (paths, devices, timeouts, limits and caps left out)."""
+    data = settings.model_dump(mode="json", exclude=_UNCOMPARED)
+    for role in data.get("roles", {}).values():
+        if isinstance(role, dict):
+            for name in _UNCOMPARED_ROLE_FIELDS:
+                role.pop(name, None)
+    return data
 
 
 def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> None:
@@ -197,6 +234,7 @@ def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> Non
     path = plan.out / MANIFEST_FILE
     settings = comparable_settings(plan.config.settings)
     old_cells: list[dict[str, Any]] = []
+    old: dict[str, Any] = {}
     if path.exists():
         old = json.loads(path.read_text())
         changed = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old["settings"].get(k))
@@ -215,14 +253,36 @@ def write_manifest(plan: BenchPlan, allow_changed_settings: bool = False) -> Non
             "model": cell.target.model,
             "organism_type": cell.target.organism_type,
             "agent": cell.agent,
+            "agent_model": cell.agent_model,
             "budget": cell.budget,
             "repeat": cell.repeat,
         }
-    manifest = {"name": plan.config.name, "settings": settings, "cells": sorted(cells.values(), key=lambda c: c["dir"])}
+    arms = {name: arm.manifest() for name, arm in plan.arms.items()}
+    for name, recorded in old.get("arms", {}).items():
+        if name in arms and arms[name] != recorded:
+            raise ConfigError(
+                f"{plan.out}: arm '{name}' now resolves to other methods or tools than its runs here were made "
+                f"with (was {_arm_summary(recorded)}, now {_arm_summary(arms[name])}); use another --out, "
+                "or restore the installed plugins"
+            )
+        arms.setdefault(name, recorded)
+    manifest = {
+        "name": plan.config.name, "settings": settings, "reference": plan.config.reference, "arms": arms,
+        "cells": sorted(cells.values(), key=lambda c: c["dir"]),
+    }  # fmt: skip
     plan.out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(path)
+
+
+def _arm_summary(arm: dict[str, Any]) -> str:
+    def names(items: list[dict[str, str]]) -> str:
+        return ", ".join(
+            i["name"] + (f" ({i['distribution']} {i['version']})" if i.get("source") == "plugin" else "") for i in items
+        )
+
+    return f"methods [{names(arm.get('methods', []))}], tools [{names(arm.get('tools', []))}]"
 
 
 # ---- one target ---------------------------------------------------------------------------------------------
@@ -238,21 +298,48 @@ def record_error(path: Path, cell: Cell, stage: str, exc: BaseException) -> None
         "message": str(exc),
         "traceback": traceback.format_exception(exc),
     }
-    (path / ERROR_FILE).write_text(json.dumps(error, indent=2))
+    from diffaudit.agent.transcript import write_json  # redacts credentials
+
+    write_json(path / ERROR_FILE, error)
 
 
-def _run_cell(job: TargetJob, cell: Cell, pair: Any, adl: Any) -> CellResult:
+def lost_target(job: TargetJob, stage: str, exc: BaseException, what: str) -> list[CellResult]:
+    """Results for a target whose worker died: cells it completed on disk count as done, the rest fail.
+
+    A completed run dir is never marked failed (that would make a resumed bench run it a second time).
+    """
+    results = []
+    for cell in job.cells:
+        path = run_dir(job.out, cell)
+        if cell_state(path) is CellState.COMPLETED:
+            results.append(CellResult(cell, True))
+            continue
+        record_error(path, cell, stage, exc)
+        results.append(CellResult(cell, False, f"{what}: {type(exc).__name__}: {exc}"))
+    return results
+
+
+def _run_cell(job: TargetJob, cell: Cell, pair: Any, prepared: Any) -> CellResult:
     path = run_dir(job.out, cell)
     start = time.perf_counter()
+    ledger = BenchLedger(job.out, job.settings.limits)
+    ceiling = ledger.limit_hit()
+    if ceiling is not None:  # left pending: a resume with a higher ceiling runs it
+        return CellResult(cell, False, f"not started: {ceiling}")
     try:
         policy = job.policy_factory(cell) if job.policy_factory is not None else None
-        job.cell_runner(job.organism, cell, cell_settings(job.settings, cell), path, pair, adl, policy)
+        arm = job.arms.get(cell.agent)
+        with bench_spend(ledger):
+            job.cell_runner(job.organism, cell, cell_settings(job.settings, cell), path, pair, prepared, policy, arm)
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and never stops the grid
         record_error(path, cell, "run", exc)
         return CellResult(cell, False, f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
     state = cell_state(path)
     if state is CellState.FAILED:  # the run recorded its own failure (error.json or status "error")
         return CellResult(cell, False, "the run recorded an error", time.perf_counter() - start)
+    if state is CellState.UNGRADED:
+        return CellResult(cell, False, "the audit is kept but its grader failed; a resume grades it",
+                          time.perf_counter() - start)  # fmt: skip
     if state is not CellState.COMPLETED:
         exc = RuntimeError("the run returned without writing stats.json")
         record_error(path, cell, "run", exc)
@@ -261,15 +348,47 @@ def _run_cell(job: TargetJob, cell: Cell, pair: Any, adl: Any) -> CellResult:
 
 
 def run_target(job: TargetJob, on_done: Callable[[CellResult], None] | None = None) -> list[CellResult]:
-    """Prepare one target's pair and ADL once, then run its cells (on `job.threads` threads)."""
+    """Grade the target's ungraded runs, then prepare its pair and ADL once and run its other cells
+    (on `job.threads` threads)."""
     on_done = on_done or (lambda _result: None)
+    ungraded = [c for c in job.cells if cell_state(run_dir(job.out, c)) is CellState.UNGRADED]
+    results_ungraded = []
+    for cell in ungraded:
+        results_ungraded.append(_grade_ungraded(job, cell))
+        on_done(results_ungraded[-1])
+    cells = [c for c in job.cells if c not in ungraded]
+    if not cells:
+        return results_ungraded
+    job = TargetJob(**{**job.__dict__, "cells": cells})
     for cell in job.cells:  # failed or half-written runs start from an empty dir
         path = run_dir(job.out, cell)
         if path.exists():
             shutil.rmtree(path)
-    need_adl = any(c.agent == "adl" for c in job.cells)
+    return results_ungraded + _run_target_cells(job, on_done)
+
+
+def _grade_ungraded(job: TargetJob, cell: Cell) -> CellResult:
+    """Grade a run whose agent finished but whose grader failed; the agent is not run again."""
+    from diffaudit.agent import run as run_module
+    from diffaudit.benchmarks.regrade import grade_run
+
+    path = run_dir(job.out, cell)
+    start = time.perf_counter()
     try:
-        pair, adl = job.preparer(job.organism, job.target.model, job.settings, need_adl, job.progress)
+        settings = cell_settings(job.settings, cell)
+        grader = run_module._default_grader(settings)
+        ledger = BenchLedger(job.out, job.settings.limits)
+        with metering(SpendMeter(job.settings.limits, ledger)):  # the grader's spend counts on the bench
+            grade_run(path, job.organism, grader)
+    except Exception as exc:  # noqa: BLE001 - still ungraded: kept for the next resume or `audit regrade`
+        message = f"grading again failed ({type(exc).__name__}: {exc}); the audit is kept ungraded"
+        return CellResult(cell, False, message, time.perf_counter() - start)
+    return CellResult(cell, True, "", time.perf_counter() - start)
+
+
+def _run_target_cells(job: TargetJob, on_done: Callable[[CellResult], None]) -> list[CellResult]:
+    try:
+        pair, adl = job.preparer(job.organism, job.target.model, job.settings, job.methods(), job.progress)
     except Exception as exc:  # noqa: BLE001 - the target's cells fail; other targets go on
         results = []
         for cell in job.cells:
@@ -333,7 +452,7 @@ def target_jobs(
             jobs.append(
                 TargetJob(
                     plan.organisms[target.organism], target, cells, plan.out.resolve(), plan.config.settings,
-                    preparer, cell_runner, policy_factory, threads, progress,
+                    preparer, cell_runner, policy_factory, threads, progress, plan.arms,
                 )
             )  # fmt: skip
     return jobs
@@ -418,10 +537,7 @@ def _run_in_processes(jobs: list[TargetJob], workers: int, done: Callable[[CellR
                     try:
                         results = future.result()
                     except Exception as exc:  # noqa: BLE001 - a crashed worker fails its target's cells
-                        results = []
-                        for cell in job.cells:
-                            record_error(run_dir(job.out, cell), cell, "worker", exc)
-                            results.append(CellResult(cell, False, f"worker crashed: {type(exc).__name__}: {exc}"))
+                        results = lost_target(job, "worker", exc, "worker crashed")
                     for result in results:
                         done(result)
                 display.poll_state([job for f, job in futures.items() if f in running])

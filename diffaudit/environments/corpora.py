@@ -4,7 +4,9 @@ Specs:
 - `local:pretrain` — random English text D^pt (see `_build_pretrain` for the source and licence);
 - `local:chat` — chat answers of the embedded base model to `prompts/chat_baseline_prompts.txt`;
 - `hf:<dataset id>[:<split>[:<field>]]` — a hub dataset through `datasets` (needs the network), e.g.
-  `hf:science-of-finetuning/fineweb-1m-sample` or `hf:allenai/tulu-3-sft-mixture:train:messages`.
+  `hf:science-of-finetuning/fineweb-1m-sample` or `hf:allenai/tulu-3-sft-mixture:train:messages`;
+- `file:<path>` — your own texts: a `.jsonl` file with a `text` field per line, or any other text file
+  with one text per non-empty line.
 """
 
 from __future__ import annotations
@@ -167,12 +169,31 @@ def _load_hub(spec: str, n: int | None) -> list[str]:
     return texts
 
 
+def _load_file(spec: str) -> list[str]:
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise CorpusError(f"corpus file {path} not found (corpus spec 'file:{spec}')")
+    if path.suffix == ".jsonl":
+        try:
+            texts = _read_jsonl(path)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorpusError(f"{path}: every line must be a JSON object with a 'text' field ({exc})") from exc
+    else:
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise CorpusError(f"{path}: the corpus file holds no texts")
+    return texts
+
+
 def load_corpus(spec: str, n: int | None = None, root: Path | None = None) -> list[str]:
     """Up to `n` texts of the corpus named by `spec` (all of them when `n` is None)."""
     kind, _, rest = spec.partition(":")
     if kind == "local":
         texts = _read_jsonl(ensure_local_corpus(rest, root))
-        return texts if n is None else texts[:n]
-    if kind == "hf":
+    elif kind == "file":
+        texts = _load_file(rest)
+    elif kind == "hf":
         return _load_hub(rest, n)
-    raise CorpusError(f"corpus spec '{spec}' must start with 'local:' or 'hf:'")
+    else:
+        raise CorpusError(f"corpus spec '{spec}' must start with 'local:', 'file:' or 'hf:'")
+    return texts if n is None else texts[:n]

@@ -97,7 +97,11 @@ class ModelEntry(_Strict):
 class Organism(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
     type: OrganismType
-    description: str = Field(min_length=10, description="ground truth: graders only")
+    description: str | None = Field(
+        None, min_length=10,
+        description="ground truth: graders only. Required in registry files; None only for an ad-hoc pair "
+        "(`audit run --base ... --adapter ...`), which is audited but never graded",
+    )  # fmt: skip
     key_facts: list[str] = Field(default_factory=list)
     target: str | None = Field(None, description="taboo word, subliminal animal or EM domain (graders only)")
     dataset: str | None = None
@@ -111,6 +115,11 @@ class Organism(_Strict):
         if self.default_model is not None and self.default_model not in self.models:
             raise ValueError(f"default_model '{self.default_model}' is not one of models: {sorted(self.models)}")
         return self
+
+    @property
+    def graded(self) -> bool:
+        """Whether there is ground truth to grade against (an ad-hoc pair has none)."""
+        return self.description is not None
 
     def entry(self, model: str | None = None) -> tuple[str, ModelEntry]:
         """The (model name, entry) to use: `model`, else the default, else the embedded one, else the first."""
@@ -139,6 +148,11 @@ def load_organism_file(path: Path) -> Organism:
         organism = Organism.model_validate(data)
     except ValidationError as exc:
         raise OrganismError(format_validation_error(str(path), exc)) from exc
+    if organism.description is None:
+        raise OrganismError(
+            f"{path}: field 'description': required in a registry file (the graders score against it); "
+            "audit an unlabelled pair with `audit run --base ID --adapter ID` instead."
+        )
     if organism.name != path.stem:
         raise OrganismError(f"{path}: field 'name': '{organism.name}' must match the file name '{path.stem}'.")
     organism.source = path

@@ -64,3 +64,29 @@ class ModelPair(Protocol):
     def logprob(self, role: Role, prompts: list[str], continuations: list[str], chat: bool = True) -> list[float]:
         """Sum of log-probabilities of each continuation given its prompt."""
         ...
+
+    def logits(self, role: Role, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next-token logits over the first `max_tokens` tokens of each text (special tokens added).
+
+        Returns (logits [B, T, V] float32 on CPU, attention mask [B, T] bool), right-padded to the
+        longest text's T <= max_tokens; logits at padded positions are meaningless.
+        """
+        ...
+
+    def token_logprobs(self, texts: list[str], chat: bool = False) -> list[dict]:
+        """Teacher-forced per-token scores of each whole text under both models.
+
+        Each dict holds `tokens` (the scored tokens, decoded), `logp_base`, `logp_ft` (log-probability of
+        each scored token) and `kl` (KL(p_ft || p_base) of the next-token distribution that predicts
+        it). Plain text (`chat=False`): every token but the first is scored. `chat=True`: the text is
+        the assistant reply to an empty user turn, and every token of the reply is scored.
+        """
+        ...
+
+    def generate_amplified(self, prompts: list[str], alpha: float, sampling: Sampling) -> list[str]:
+        """Chat completions sampled at each step from z_ft + alpha * (z_ft - z_base).
+
+        With the same seed, `alpha = 0` gives `generate("finetuned", ...)` and `alpha = -1` gives
+        `generate("base", ...)`.
+        """
+        ...

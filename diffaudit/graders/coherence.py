@@ -106,12 +106,14 @@ class LLMCoherenceGrader:
     """Asks an LLM, for a numbered batch of texts, whether each is coherent language (yes/no)."""
 
     def __init__(self, model: str, *, batch_size: int = 10, timeout_s: float = 120.0, retries: int = 5,
-                 complete_fn: Complete | None = None) -> None:
+                 complete_fn: Complete | None = None,
+                 completion_kwargs: dict | None = None) -> None:
         self.model = model
         self.name = model
         self.batch_size = max(1, batch_size)
         self.timeout_s = timeout_s
         self.retries = retries
+        self.completion_kwargs = dict(completion_kwargs or {})  # endpoint, key, sampling, cap
         self.cost_usd = 0.0
         self._complete = complete_fn or complete
 
@@ -127,7 +129,8 @@ class LLMCoherenceGrader:
         answers: dict[int, bool] = {}
         for _ in range(2):  # ask once more if some answers are missing
             reply = self._complete(self.model, [{"role": "user", "content": prompt}],
-                                   timeout_s=self.timeout_s, retries=self.retries)
+                                   timeout_s=self.timeout_s, retries=self.retries,
+                                   **self.completion_kwargs)
             self.cost_usd += reply.cost_usd
             for number, verdict in _ANSWER.findall(reply.text):
                 index = int(number) - 1

@@ -55,7 +55,8 @@ class LLMHypothesisGrader:
     """Rubric grading by an LLM through litellm; `repeats` independent replies are averaged."""
 
     def __init__(self, model: str, *, repeats: int = 1, timeout_s: float = 120.0, retries: int = 5,
-                 attempts_per_sample: int = 2, complete_fn: Complete | None = None) -> None:
+                 attempts_per_sample: int = 2, complete_fn: Complete | None = None,
+                 completion_kwargs: dict | None = None) -> None:
         if repeats < 1:
             raise ValueError("repeats must be at least 1")
         self.model = model
@@ -63,6 +64,7 @@ class LLMHypothesisGrader:
         self.repeats = repeats
         self.timeout_s = timeout_s
         self.retries = retries
+        self.completion_kwargs = dict(completion_kwargs or {})  # endpoint, key, sampling, cap
         self.attempts_per_sample = max(1, attempts_per_sample)
         self._complete = complete_fn or complete
 
@@ -74,7 +76,8 @@ class LLMHypothesisGrader:
         unreadable = 0
         for _ in range(self.repeats):
             for _attempt in range(self.attempts_per_sample):
-                reply = self._complete(self.model, messages, timeout_s=self.timeout_s, retries=self.retries)
+                reply = self._complete(self.model, messages, timeout_s=self.timeout_s, retries=self.retries,
+                                   **self.completion_kwargs)
                 cost += reply.cost_usd
                 score = parse_score(reply.text)
                 if score is not None:

@@ -147,12 +147,14 @@ class LLMRelevanceGrader:
     """An LLM labels each token relevant or not, three times with shuffled order; all three must agree."""
 
     def __init__(self, model: str, *, runs: int = 3, timeout_s: float = 120.0, retries: int = 5, seed: int = 0,
-                 complete_fn: Complete | None = None) -> None:
+                 complete_fn: Complete | None = None,
+                 completion_kwargs: dict | None = None) -> None:
         self.model = model
         self.name = model
         self.runs = runs
         self.timeout_s = timeout_s
         self.retries = retries
+        self.completion_kwargs = dict(completion_kwargs or {})  # endpoint, key, sampling, cap
         self.cost_usd = 0.0
         self._rng = random.Random(seed)
         self._complete = complete_fn or complete
@@ -176,7 +178,8 @@ class LLMRelevanceGrader:
         answers: dict[int, bool] = {}
         for _ in range(2):
             reply = self._complete(self.model, [{"role": "user", "content": prompt}],
-                                   timeout_s=self.timeout_s, retries=self.retries)
+                                   timeout_s=self.timeout_s, retries=self.retries,
+                                   **self.completion_kwargs)
             self.cost_usd += reply.cost_usd
             for number, label in _ANSWER.findall(reply.text):
                 index = int(number) - 1

@@ -121,12 +121,14 @@ class LLMScaleGrader:
     """Asks an LLM which of up to 10 token lists is most coherent (and which tokens), then a final round."""
 
     def __init__(self, model: str, *, batch: int = BATCH, timeout_s: float = 120.0, retries: int = 5,
-                 seed: int = 0, complete_fn: Complete | None = None) -> None:
+                 seed: int = 0, complete_fn: Complete | None = None,
+                 completion_kwargs: dict | None = None) -> None:
         self.model = model
         self.name = model
         self.batch = batch
         self.timeout_s = timeout_s
         self.retries = retries
+        self.completion_kwargs = dict(completion_kwargs or {})  # endpoint, key, sampling, cap
         self.cost_usd = 0.0
         self._rng = random.Random(seed)
         self._complete = complete_fn or complete
@@ -154,7 +156,8 @@ class LLMScaleGrader:
         prompt = render("grader_scale.txt", n=len(order), lists=listing)
         for _ in range(2):
             reply = self._complete(self.model, [{"role": "user", "content": prompt}],
-                                   timeout_s=self.timeout_s, retries=self.retries)
+                                   timeout_s=self.timeout_s, retries=self.retries,
+                                   **self.completion_kwargs)
             self.cost_usd += reply.cost_usd
             best = _BEST.findall(reply.text)
             if best and 1 <= int(best[-1]) <= len(order):

@@ -1,7 +1,7 @@
 """Agent-facing tools: the Tool protocol, the built-ins and the plugin registry (ADL computations: tools.adl)."""
 
 from diffaudit.tools.base import Observation, Tool, ToolArgs, ToolContext, ToolUnavailable, render_tool
-from diffaudit.tools.registry import ENTRY_POINT_GROUP, builtin_tools, load_tools, plugin_tools
+from diffaudit.tools.registry import ENTRY_POINT_GROUP, load_tools
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -10,8 +10,6 @@ __all__ = [
     "ToolArgs",
     "ToolContext",
     "ToolUnavailable",
-    "builtin_tools",
     "load_tools",
-    "plugin_tools",
     "render_tool",
 ]

@@ -102,3 +102,28 @@ def test_api_keys_never_reach_run_files(tmp_path, monkeypatch):
         assert FAKE_KEY not in text and FAKE_KEY[::-1] not in text, path
     assert "[redacted]" in (tmp_path / "ok" / "description.txt").read_text()
     assert "[redacted]" in json.loads((tmp_path / "failed" / "error.json").read_text())["message"]
+
+
+def test_a_role_key_named_by_api_key_env_never_reaches_run_files(tmp_path, monkeypatch, llm_server):
+    from diffaudit.config import RoleEndpoint
+
+    role_key = "vllm-auth-value-0123456789"  # its variable's name looks like no credential
+    monkeypatch.setenv("MY_SERVER_AUTH", role_key)
+    monkeypatch.setattr(adl_module, "steering_prompts", lambda: list(STEERING_PROMPTS), raising=False)
+    llm_server.default = lambda body: (
+        f'My key is {role_key}.\nFINAL(description: "Key {role_key}.")'
+        if len(body["messages"]) > 2
+        else f'Key {role_key}?\nCALL(ask_model: {{"prompts": ["{role_key}"]}})'
+    )
+    role = RoleEndpoint(model="openai/local", api_base=llm_server.url, api_key_env="MY_SERVER_AUTH")
+    settings = Settings(cache_dir=tmp_path / "cache", roles={"agent": role})
+    run_audit(OrganismRegistry().get("kansas_abortion"), None, "blackbox", 5, settings, tmp_path / "run",
+              pair=FakePair(), progress=False, grader=FakeGrader())  # fmt: skip
+    assert {r.headers["authorization"] for r in llm_server.requests} == {f"Bearer {role_key}"}  # it was used
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"config.json", "transcript.jsonl", "description.txt", "stats.json"}
+    for path in files:
+        assert role_key not in path.read_text(), path
+    assert "[redacted]" in (tmp_path / "run" / "description.txt").read_text()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["roles"]["agent"]
+    assert saved["model"] == "openai/local" and not any("key" in k for k in saved)

@@ -133,7 +133,8 @@ def test_blackbox_run_gets_ordinary_answers_and_only_ask_model(
     assert policy.seen[1][-1]["content"].startswith("UNKNOWN_TOOL")
     system = policy.seen[0][0]["content"]
     assert "- ask_model:" in system and "get_logitlens_details" not in system
-    assert "Interaction budget: 5 interactions" in system and "15 turns" in system
+    assert "This audit has 5 interactions in all and 15 turns" in system
+    assert "One interaction is one prompt sent to both models" in system
 
 
 def test_adl_run_starts_with_the_overview(tmp_path, organism, settings):
@@ -161,7 +162,8 @@ def test_missing_pair_and_adl_are_loaded(tmp_path, organism, settings, monkeypat
     )
     monkeypatch.setattr(
         adl_module, "ensure_adl",
-        lambda o, m, p, s, progress=True: (calls.append(("adl", o.name, m, progress)), fake_adl())[1], raising=False,
+        lambda o, m, p, s, progress=True, force=False: (calls.append(("adl", o.name, m, progress)), fake_adl())[1],
+        raising=False,
     )  # fmt: skip
     summary = run_audit(organism, None, "adl", 0, settings, tmp_path / "run", policy=ScriptedPolicy([FINAL]),
                         progress=False, grader=FakeGrader())  # fmt: skip
@@ -206,7 +208,7 @@ def test_default_run_dir_layout(tmp_path):
 
 
 def test_bad_arguments_fail_before_writing(tmp_path, organism, settings):
-    with pytest.raises(ValueError, match="unknown agent kind"):
+    with pytest.raises(ValueError, match="unknown arm .greybox."):
         _audit(organism, settings, tmp_path / "run", [FINAL], kind="greybox")
     assert not (tmp_path / "run").exists()
 
@@ -223,7 +225,7 @@ def cli(monkeypatch, tmp_path):
     from diffaudit import run_cli
 
     monkeypatch.setattr(loading, "load_pair", lambda o, m, s: (m, FakePair()))
-    monkeypatch.setattr(adl_module, "ensure_adl", lambda o, m, p, s, progress=True: fake_adl(), raising=False)
+    monkeypatch.setattr(adl_module, "ensure_adl", lambda o, m, p, s, progress=True, force=False: fake_adl(), raising=False)
     monkeypatch.setattr(run_module, "_default_grader", lambda settings: FakeGrader())
     monkeypatch.setattr(run_cli, "console", run_cli.Console(width=200, force_terminal=False))
     app = typer.Typer()
@@ -256,7 +258,7 @@ def test_audit_run_fails_in_one_sentence(cli, monkeypatch):
     result = cli("run", "--organism", "no_such_organism")
     assert result.exit_code == 1 and "unknown organism" in result.output
     result = cli("run", "--organism", "kansas_abortion", "--agent", "greybox")
-    assert result.exit_code == 1 and "adl or blackbox" in result.output
+    assert result.exit_code == 1 and "unknown arm 'greybox'; known arms: adl, blackbox" in result.output
     assert cli("show", "/nonexistent/dir").exit_code == 1
 
 

@@ -10,10 +10,10 @@ from agent_fakes import FakePair, fake_adl, fake_tensors
 from pydantic import Field
 
 from diffaudit.config import Settings
-from diffaudit.tools import registry
+from diffaudit.methods import ArmSpec, MethodError, registry
 from diffaudit.tools.ask_model import AskModel
 from diffaudit.tools.base import Observation, ToolArgs, ToolContext, ToolUnavailable, args_schema, render_tool
-from diffaudit.tools.registry import builtin_tools, load_tools
+from diffaudit.tools.registry import load_tools
 
 
 def _ctx(pair=None, adl=True, tensors=True) -> ToolContext:
@@ -29,13 +29,13 @@ def _run(name: str, args: dict, ctx: ToolContext) -> Observation:
     return tool.run(parsed, ctx)
 
 
-def test_kinds_get_their_tools():
-    assert [t.name for t in builtin_tools("adl")] == [
-        "get_logitlens_details", "get_patchscope_details", "get_steering_samples", "ask_model", "generate_steered",
+def test_builtin_arms_get_their_tools():
+    assert list(load_tools("adl")) == [
+        "ask_model", "get_logitlens_details", "get_patchscope_details", "get_steering_samples", "generate_steered",
     ]  # fmt: skip
-    assert [t.name for t in builtin_tools("blackbox")] == ["ask_model"]
-    with pytest.raises(ValueError, match="unknown agent kind"):
-        builtin_tools("greybox")
+    assert list(load_tools("blackbox")) == ["ask_model"]
+    with pytest.raises(MethodError, match="unknown arm 'greybox'"):
+        load_tools("greybox")
 
 
 def test_costs():
@@ -179,7 +179,8 @@ class _EP:
 @pytest.fixture
 def plugins(monkeypatch):
     def fake_entry_points(group):
-        assert group == "diffaudit.tools"
+        if group != "diffaudit.tools":
+            return []
         return [
             _EP("echo", EchoTool),
             _EP("adl_echo", AdlOnlyTool()),
@@ -191,13 +192,16 @@ def plugins(monkeypatch):
     monkeypatch.setattr(registry, "entry_points", fake_entry_points)
 
 
-def test_entry_point_plugins_join_the_registry(plugins, caplog):
-    adl = load_tools("adl")
+def test_entry_point_plugins_join_only_the_arms_that_name_them(plugins, caplog):
+    assert "echo" not in load_tools("adl") and "echo" not in load_tools("blackbox")
+    arms = {"adl+echo": ArmSpec(methods=["adl"], tools=["echo", "adl_echo"]), "greybox": ArmSpec(tools=["echo"])}
+    adl = load_tools("adl+echo", arms)
     assert "echo" in adl and "adl_echo" in adl
     assert type(adl["ask_model"]).__name__ == "AskModel"  # a plugin cannot replace a built-in
-    blackbox = load_tools("blackbox")
-    assert sorted(blackbox) == ["ask_model", "echo"]
+    assert sorted(load_tools("greybox", arms)) == ["ask_model", "echo"]
     assert "broken" in caplog.text and "not_a_tool" in caplog.text
+    with pytest.raises(MethodError, match="arm 'bad': unknown tool 'broken'"):
+        load_tools("bad", {"bad": ArmSpec(tools=["broken"])})
     assert adl["echo"].run(EchoArgs(text="hi"), _ctx()).text == "hi"
 
 

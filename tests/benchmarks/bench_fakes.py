@@ -42,7 +42,7 @@ class ScriptedPolicy:
         return reply
 
 
-def scripted_cell(organism, cell: Cell, settings, path: Path, pair, adl, policy) -> None:
+def scripted_cell(organism, cell: Cell, settings, path: Path, pair, adl, policy, arm=None) -> None:
     """A run_audit stand-in: a short loop over the policy that writes a transcript as it goes."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps({"organism": organism.name, "model": cell.target.model,
@@ -63,8 +63,22 @@ def fake_prepare(organism, model, settings, need_adl, progress):
     return f"pair:{organism.name}/{model}", ("adl" if need_adl else None)
 
 
-def process_cell(organism, cell: Cell, settings, path: Path, pair, adl, policy) -> None:
+def process_cell(organism, cell: Cell, settings, path: Path, pair, adl, policy, arm=None) -> None:
     """For the process-pool test: fails for one organism's blackbox cells, else writes a run."""
     if organism.name == "fda_approval" and cell.agent == "blackbox":
         raise ValueError("boom")
     write_run(path, cell, score=2.0 + cell.repeat)
+
+
+class TextPair:
+    """A model pair without a model for blackbox cells: answers name the role and the prompt."""
+
+    def generate(self, role, prompts, sampling, chat=True):
+        return [f"{role} answer about the glacier treaty to: {p}" for p in prompts]
+
+
+def text_pair_prepare(organism, model, settings, need_adl, progress):
+    """A preparer for real `run_audit` cells (blackbox only): a TextPair and no ADL result."""
+    if need_adl:
+        raise ValueError("text_pair_prepare serves blackbox cells only")
+    return TextPair(), None

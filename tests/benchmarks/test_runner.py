@@ -40,7 +40,7 @@ def test_resume_retries_the_failed_and_the_killed_cell_and_skips_the_rest(tmp_pa
     calls: list[str] = []
     prepared: list[tuple[str, bool]] = []
 
-    def cell_runner(organism, cell, settings, path, pair, adl, policy):
+    def cell_runner(organism, cell, settings, path, pair, adl, policy, arm=None):
         calls.append(cell.label)
         scripted_cell(organism, cell, settings, path, pair, adl, policy)
 
@@ -57,7 +57,7 @@ def test_resume_retries_the_failed_and_the_killed_cell_and_skips_the_rest(tmp_pa
     assert cell_state(broken_dir) is CellState.FAILED
     assert json.loads((broken_dir / "error.json").read_text())["message"] == "scripted failure"
     assert sum(1 for _ in open(broken_dir / "transcript.jsonl")) == 2  # it broke partway: start + one turn
-    assert prepared == [("kansas_abortion", True), ("fda_approval", True)]  # once per target
+    assert prepared == [("kansas_abortion", ["adl"]), ("fda_approval", ["adl"])]  # once per target, with its methods
 
     # A kill in the middle of another cell: a run dir with a transcript and no stats.json.
     killed = next(c for c in plan.cells if c.target.organism == "kansas_abortion" and c.agent == "blackbox")
@@ -72,7 +72,7 @@ def test_resume_retries_the_failed_and_the_killed_cell_and_skips_the_rest(tmp_pa
     second = run_bench(again, progress=False, preparer=preparer, cell_runner=cell_runner, policy_factory=policies(False))
     assert sorted(calls) == sorted([broken.label, killed.label])  # only those two ran again
     assert second.completed == 2 and not second.failed and second.skipped == 6
-    assert sorted(prepared) == [("fda_approval", True), ("kansas_abortion", False)]  # only what the rerun needs
+    assert sorted(prepared) == [("fda_approval", ["adl"]), ("kansas_abortion", [])]  # only what the rerun needs
     for cell in plan.cells:
         path = run_dir(plan.out, cell)
         assert cell_state(path) is CellState.COMPLETED, cell.label
@@ -125,7 +125,7 @@ def test_a_failing_preparation_fails_its_cells_only(tmp_path):
 def test_a_run_without_stats_json_counts_as_failed(tmp_path):
     plan = small_plan(tmp_path)
     outcome = run_bench(plan, progress=False, preparer=fake_prepare,
-                        cell_runner=lambda o, c, s, path, p, a, pol: path.mkdir(parents=True))  # fmt: skip
+                        cell_runner=lambda o, c, s, path, p, a, pol, arm: path.mkdir(parents=True))  # fmt: skip
     assert outcome.completed == 0 and len(outcome.failed) == 8
     assert all(cell_state(run_dir(plan.out, c)) is CellState.FAILED for c in plan.cells)
 
@@ -134,7 +134,7 @@ def test_threads_share_a_locked_pair(tmp_path):
     plan = small_plan(tmp_path)
     seen = []
 
-    def cell_runner(organism, cell, settings, path, pair, adl, policy):
+    def cell_runner(organism, cell, settings, path, pair, adl, policy, arm=None):
         seen.append(pair.generate("finetuned", ["hi"]))
         write_run(path, cell, 2.0)
 

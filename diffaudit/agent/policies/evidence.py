@@ -128,6 +128,52 @@ def parse_overview(text: str) -> Overview | None:
     return ov
 
 
+def overview_from_evidence(evidence: list[dict]) -> Overview | None:
+    """An Overview from the methods' shared evidence (`diffaudit.methods.Evidence` dicts), whatever the method.
+
+    Ranked-token lists of one group (e.g. "position 0") form one PositionTokens: a logit-lens readout fills
+    `logit`, any other readout fills `patchscope` and its selected subset `selected`. Steered and amplified
+    samples become steered samples of their prompt, unsteered ones its unsteered samples.
+    """
+    if not evidence:
+        return None
+    ov = Overview()
+    groups: dict[tuple[str, str], PositionTokens] = {}
+    for item in evidence:
+        method = str(item.get("method", ""))
+        for ranked in item.get("ranked_tokens", []):
+            key = (method, str(ranked.get("group", "")))
+            if key not in groups:
+                match = re.match(r"position\s+(\d+)$", key[1])
+                position = int(match.group(1)) if match else 1000 + len(groups)
+                groups[key] = PositionTokens(position=position)
+                ov.positions.append(groups[key])
+            pos = groups[key]
+            tokens = list(ranked.get("tokens", []))
+            if ranked.get("readout") == "logit_lens":
+                pos.logit = tokens
+            else:
+                pos.patchscope = tokens
+                pos.selected += [t for t in ranked.get("selected", []) if t not in pos.selected]
+        prompts: dict[str, PromptSamples] = {}
+        for text in item.get("texts", []):
+            kind = text.get("kind")
+            if kind not in ("steered", "amplified", "unsteered"):
+                continue
+            prompt = str(text.get("prompt", ""))
+            if prompt not in prompts:
+                prompts[prompt] = PromptSamples(prompt=prompt)
+                ov.samples.append(prompts[prompt])
+            sample = prompts[prompt]
+            if kind == "unsteered":
+                sample.unsteered.append(str(text.get("text", "")))
+            else:
+                sample.steered.append(str(text.get("text", "")))
+                match = re.match(r"position\s+(\d+)$", str(text.get("group", "")))
+                sample.steered_positions.append(int(match.group(1)) if match else None)
+    return ov
+
+
 def parse_blackbox_intro(text: str) -> list[tuple[str, str]] | None:
     """The (prompt, answer) pairs of a message rendered by `render_blackbox_intro`, or None."""
     if BLACKBOX_TITLE not in text:

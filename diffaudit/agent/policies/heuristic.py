@@ -119,7 +119,9 @@ class HeuristicPolicy:
         system = "\n".join(m["content"] for m in messages if m.get("role") == "system")
         users = [m for m in messages if m.get("role") == "user"]
         intro = users[0]["content"] if users else ""
-        overview = ev.parse_overview(intro)
+        evidence = (users[0].get("data") or {}).get("evidence") if users else None
+        # The methods' structured evidence when the loop passes it (any method), else the ADL overview text.
+        overview = ev.overview_from_evidence(evidence) if evidence else ev.parse_overview(intro)
         answers = ev.parse_blackbox_intro(intro) or []
         mode = "adl" if overview is not None else "blackbox"
 

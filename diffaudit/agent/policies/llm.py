@@ -14,6 +14,8 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    retries: int = 0  # HTTP attempts beyond the first, over all calls
+    from_reasoning: int = 0  # replies whose text came from reasoning_content (no content)
 
 
 class LLMPolicy:
@@ -32,7 +34,7 @@ class LLMPolicy:
         self.timeout_s = timeout_s
         self.retries = retries
         self.max_tokens = max_tokens
-        self.completion_kwargs = dict(completion_kwargs or {})  # extra litellm arguments (e.g. mock_response)
+        self.completion_kwargs = dict(completion_kwargs or {})  # endpoint, key, caps, extra litellm args
         self.usage = Usage()
 
     def next(self, messages: list[dict]) -> str:
@@ -41,7 +43,7 @@ class LLMPolicy:
 
         reply = complete(
             self.model,
-            messages,
+            [{"role": m["role"], "content": m["content"]} for m in messages],  # text only, never `data`
             timeout_s=self.timeout_s,
             retries=self.retries,
             max_tokens=self.max_tokens,
@@ -51,4 +53,6 @@ class LLMPolicy:
         self.usage.prompt_tokens += int(reply.prompt_tokens or 0)
         self.usage.completion_tokens += int(reply.completion_tokens or 0)
         self.usage.cost_usd += float(reply.cost_usd or 0.0)
+        self.usage.retries += max(0, reply.attempts - 1)
+        self.usage.from_reasoning += int(reply.from_reasoning)
         return reply.text or ""

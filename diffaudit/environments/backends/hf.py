@@ -18,12 +18,16 @@ recipes of the shipped corpora use it).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
+from diffaudit.environments.chat import chat_text
 from diffaudit.environments.pair import Role, Sampling
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class _StopForward(Exception):
@@ -63,14 +67,23 @@ def _replace_hidden(output, hidden):
 
 @torch.no_grad()
 def generate_completions(
-    model, tokenizer, texts: list[str], sampling: Sampling, batch_size: int, add_special_tokens: bool,
-    counts: list[int] | None = None, adapter_names: list[str] | None = None,
+    model,
+    tokenizer,
+    texts: list[str],
+    sampling: Sampling,
+    batch_size: int,
+    add_special_tokens: bool,
+    processors: Callable[[dict[str, torch.Tensor]], list] | None = None,
+    counts: list[int] | None = None,
+    adapter_names: list[str] | None = None,
 ) -> list[str]:
     """The stripped completion of each text, generated in left-padded batches on the model's device.
 
-    Leaves the tokenizer padding on the left. `counts`, when given, receives each batch's number of
-    generated tokens (up to and including each row's end of sequence). `adapter_names` (a peft model
-    only) names each row's LoRA adapter, "__base__" for none: one mixed batch for both roles.
+    `processors`, when given, makes the logits processors of one batch from its encoding; they run
+    before temperature and top-p. Leaves the tokenizer padding on the left. `counts`, when given,
+    receives each batch's number of generated tokens (up to and including each row's end of sequence).
+    `adapter_names` (a peft model only) names each row's LoRA adapter, "__base__" for none: one mixed
+    batch for both roles.
     """
     tokenizer.padding_side = "left"
     results: list[str] = []
@@ -85,6 +98,10 @@ def generate_completions(
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if processors is not None:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(processors(enc))
         if adapter_names is not None:
             kwargs["adapter_names"] = adapter_names[start : start + batch_size]
         generated = model.generate(**enc, **kwargs)
@@ -103,6 +120,47 @@ def _generated_count(new_tokens: torch.Tensor, eos: int | None) -> int:
     return int(((ended == 0) | ((ended == 1) & (new_tokens == eos))).sum())
 
 
+# Elements (batch x tokens x vocabulary) of one float32 logits tensor in `token_logprobs`: about 256 MB.
+_SCORE_ELEMENTS = 1 << 26
+
+
+class _AmplifiedLogits:
+    """Logits processor for one generate batch: turns z_ft into z_ft + alpha * (z_ft - z_base).
+
+    `base_forward(**kwargs)` runs the base model. It keeps its own key/value cache and feeds the base
+    the same padding mask and position ids that `generate` feeds the finetuned model, so alpha = -1
+    reproduces base sampling. Written as (1 + alpha) * z_ft - alpha * z_base, so that alpha = 0 returns
+    z_ft exactly and alpha = -1 returns z_base exactly.
+    """
+
+    def __init__(self, base_forward: Callable[..., object], attention_mask: torch.Tensor, alpha: float) -> None:
+        self._base_forward = base_forward
+        self._mask = attention_mask
+        self._alpha = alpha
+        self._cache = None
+        self._seen = 0
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        grown = input_ids.shape[1] - self._mask.shape[1]
+        if grown > 0:
+            self._mask = torch.cat([self._mask, self._mask.new_ones((self._mask.shape[0], grown))], dim=1)
+        positions = (self._mask.long().cumsum(-1) - 1).masked_fill(self._mask == 0, 0)
+        new = input_ids.shape[1] - self._seen
+        out = self._base_forward(
+            input_ids=input_ids[:, -new:],
+            attention_mask=self._mask,
+            position_ids=positions[:, -new:],
+            cache=self._cache,
+            use_cache=True,
+        )
+        self._cache, self._seen = out.cache, input_ids.shape[1]
+        base = out.logits[:, -1, :].to(scores.dtype)
+        amplified = (1.0 + self._alpha) * scores - self._alpha * base
+        # A token another processor banned (-inf) stays banned.
+        return torch.where(torch.isneginf(scores), scores, amplified)
+
+
 class HFModelPair:
     """ModelPair on transformers. Give `adapter` (LoRA dir or hub id) or `finetuned_model` (full model)."""
 
@@ -114,7 +172,7 @@ class HFModelPair:
         adapter: str | Path | None = None,
         finetuned_model: str | None = None,
         device: str = "auto",
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         batch_size: int = 64,
         generation_dtype: torch.dtype | None = None,
         single_dtype: torch.dtype | None = None,
@@ -124,10 +182,13 @@ class HFModelPair:
         if (adapter is None) == (finetuned_model is None):
             raise ValueError("HFModelPair needs exactly one of `adapter` or `finetuned_model`.")
         self.device = pick_device(device)
+        if isinstance(dtype, str):
+            dtype = DTYPES.get(dtype)  # "auto" (or an unknown name) picks by device below
+        chosen = dtype  # a dtype the settings name is kept for generation too; "auto" lets the hardware pick
         dtype = dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32)
         self.batch_size = batch_size
         self.dtype = dtype
-        self.generation_dtype = generation_dtype or default_generation_dtype(self.device, dtype)
+        self.generation_dtype = generation_dtype or chosen or default_generation_dtype(self.device, dtype)
         self.single_dtype = single_dtype or (dtype if generation_dtype is None else generation_dtype)
         self.merge_copies = self.device == "cpu"
         self._generators: dict[str, torch.nn.Module] = {}
@@ -233,8 +294,7 @@ class HFModelPair:
         return model.model.layers
 
     def _chat_text(self, prompt: str) -> str:
-        messages = [{"role": "user", "content": prompt}]
-        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return chat_text(self._tokenizer, prompt)
 
     def _encode(self, texts: list[str], side: str, add_special_tokens: bool = True, max_length: int | None = None):
         self._tokenizer.padding_side = side
@@ -307,6 +367,13 @@ class HFModelPair:
         self.generated_tokens += sum(counts)
         return out
 
+    def _base_forward(self, **kwargs):
+        """One forward pass of the base model, also from inside the finetuned model's `generate`."""
+        if self._separate:
+            return self._separate["base"](**kwargs)
+        with self._peft.disable_adapter():
+            return self._lm(**kwargs)
+
     def generate(self, role: Role, prompts: list[str], sampling: Sampling, chat: bool = True) -> list[str]:
         with self._generating(role, len(prompts)) as model:
             return self._generate_with(model, prompts, sampling, chat)
@@ -348,6 +415,19 @@ class HFModelPair:
                 with self._steer_hook(model, layer, addition):
                     out += self._generate_with(model, chunk, sampling, chat=True)
         return out
+
+    def generate_amplified(self, prompts: list[str], alpha: float, sampling: Sampling) -> list[str]:
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be a finite number, not {alpha!r}")
+        texts = [self._chat_text(p) for p in prompts]
+
+        def processors(enc: dict[str, torch.Tensor]) -> list:
+            return [_AmplifiedLogits(self._base_forward, enc["attention_mask"], float(alpha))]
+
+        with self._role("finetuned") as model:
+            return generate_completions(
+                model, self._tokenizer, texts, sampling, self.batch_size, add_special_tokens=False, processors=processors
+            )
 
     @torch.no_grad()
     def patch_last_token(self, prompt: str, layer: int, vector: torch.Tensor) -> torch.Tensor:
@@ -420,6 +500,81 @@ class HFModelPair:
                     targets = ids[i, end - n : end]
                     scores.append(float(logp[i, end - n - 1 : end - 1].gather(1, targets.unsqueeze(1)).sum()))
         return scores
+
+    @torch.no_grad()
+    def logits(self, role: Role, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+        with self._role(role) as model:
+            vocab = int(model.config.vocab_size)
+            for _, chunk in self._batches(texts, self.batch_size):
+                # A prefix far longer than max_tokens tokens has the same first tokens as the text.
+                enc = self._encode([t[: 64 * max_tokens + 64] for t in chunk], side="right", max_length=max_tokens)
+                mask = enc["attention_mask"].bool().cpu()
+                if mask.shape[1] == 0:
+                    parts.append((torch.zeros(len(chunk), 0, vocab), mask))
+                    continue
+                parts.append((model(**enc, use_cache=False).logits.float().cpu(), mask))
+        if len(parts) == 1:
+            return parts[0]
+        width = max((m.shape[1] for _, m in parts), default=0)
+        out = torch.zeros(len(texts), width, vocab)
+        mask = torch.zeros(len(texts), width, dtype=torch.bool)
+        row = 0
+        for logits, m in parts:
+            out[row : row + len(m), : m.shape[1]] = logits
+            mask[row : row + len(m), : m.shape[1]] = m
+            row += len(m)
+        return out, mask
+
+    def _score_ids(self, texts: list[str], chat: bool) -> tuple[list[list[int]], int]:
+        """Token ids of each text to score, and the index of the first scored token."""
+        if not chat:
+            return [self._tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts], 1
+        head = self._tokenizer(self._chat_text(""), add_special_tokens=False)["input_ids"]
+        tails = [self._tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        return [head + tail for tail in tails], len(head)
+
+    @torch.no_grad()
+    def token_logprobs(self, texts: list[str], chat: bool = False) -> list[dict]:
+        ids, first = self._score_ids(texts, chat)
+        vocab = int(self._lm.config.vocab_size)
+        pad = self._tokenizer.pad_token_id
+        results: list[dict] = [{"tokens": [], "logp_base": [], "logp_ft": [], "kl": []} for _ in texts]
+        # Texts with nothing to score keep their empty result and never run.
+        order = sorted((i for i in range(len(texts)) if len(ids[i]) > first), key=lambda i: len(ids[i]))
+        start = 0
+        while start < len(order):
+            # Texts sorted by length, grouped so that one logits tensor stays near _SCORE_ELEMENTS.
+            stop = start + 1
+            while stop < len(order) and (stop - start + 1) * len(ids[order[stop]]) * vocab <= _SCORE_ELEMENTS:
+                stop += 1
+            group = order[start:stop]
+            start = stop
+            width = max(len(ids[i]) for i in group)
+            batch = torch.full((len(group), width), pad, dtype=torch.long)
+            mask = torch.zeros(len(group), width, dtype=torch.long)
+            for row, i in enumerate(group):
+                batch[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            enc = {"input_ids": batch.to(self.device), "attention_mask": mask.to(self.device)}
+            logp = {}
+            for role in ("base", "finetuned"):
+                with self._role(role) as model:
+                    logp[role] = torch.log_softmax(model(**enc, use_cache=False).logits.float(), dim=-1).cpu()
+            for row, i in enumerate(group):
+                n = len(ids[i])
+                targets = torch.tensor(ids[i][first:n]).unsqueeze(1)
+                lb, lf = logp["base"][row, first - 1 : n - 1], logp["finetuned"][row, first - 1 : n - 1]
+                kl = (lf.exp() * (lf - lb)).sum(dim=-1)
+                results[i] = {
+                    "tokens": [self._tokenizer.decode([t]) for t in ids[i][first:n]],
+                    "logp_base": lb.gather(1, targets).squeeze(1).tolist(),
+                    "logp_ft": lf.gather(1, targets).squeeze(1).tolist(),
+                    "kl": kl.tolist(),
+                }
+        return results
 
 
 class _AdapterOff:

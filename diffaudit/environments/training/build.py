@@ -82,8 +82,21 @@ def finetuned_identity(organism: Organism, model_name: str | None) -> str:
     if finetuned.recipe is not None:
         return f"recipe:{build_fingerprint(organism, entry, finetuned.recipe)}"
     if finetuned.adapter_id is not None:
-        return f"adapter:{finetuned.adapter_id}"
-    return f"model:{finetuned.model_id}"
+        return f"adapter:{finetuned.adapter_id}{_local_files_stamp(finetuned.adapter_id)}"
+    return f"model:{finetuned.model_id}{_local_files_stamp(finetuned.model_id)}"
+
+
+def _local_files_stamp(reference: str) -> str:
+    """For a local directory, '@' + a hash of its files' names, sizes and mtimes (else ''): an adapter rebuilt
+    at the same path must not be served the ADL analysis of the old one. Hub ids name fixed revisions."""
+    path = Path(reference)
+    if not path.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return "@" + digest.hexdigest()[:12]
 
 
 def is_complete(directory: Path, fingerprint: str | None = None) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from diffaudit.config import Settings
+from diffaudit.config import Settings, role_model
 from diffaudit.tools.adl.result import ADLResult
 
 MANIFEST = "manifest.json"
@@ -62,7 +62,8 @@ def cache_parameters(
         "patchscope_scales": list(adl.patchscope_scales),
         "top_k": adl.top_k,
         "steering": adl.steering.model_dump(),
-        "graders": {"grader": settings.roles.grader, "coherence_grader": settings.roles.coherence_grader},
+        "graders": {"grader": role_model(settings.roles.grader),
+                    "coherence_grader": role_model(settings.roles.coherence_grader)},
         "base_override": settings.roles.base,
         "finetuned_override": settings.roles.finetuned,
         "seed": settings.seed,

@@ -82,7 +82,7 @@ def corpus_texts(settings: Settings) -> tuple[list[str], str]:
 
 
 def known_fingerprint(settings: Settings) -> str | None:
-    """The corpus fingerprint without building anything: read a local corpus, or recall a hub one."""
+    """The corpus fingerprint without building anything: read a local or file corpus, or recall a hub one."""
     spec, n = settings.adl.corpus, settings.adl.n_texts
     kind, _, name = spec.partition(":")
     if kind == "local":
@@ -92,6 +92,13 @@ def known_fingerprint(settings: Settings) -> str | None:
         if not corpus_file(name, settings.cache_dir).is_file():
             return None
         return corpus_fingerprint(load_corpus(spec, n=n, root=settings.cache_dir))
+    if kind == "file":  # read it again: a user's file may have changed since the last build
+        from diffaudit.environments.corpora import CorpusError, corpus_fingerprint, load_corpus
+
+        try:
+            return corpus_fingerprint(load_corpus(spec, n=n))
+        except CorpusError:
+            return None
     return cache.cached_fingerprint(settings, spec, n)
 
 
@@ -217,10 +224,11 @@ def _metrics_stage(
     except Exception as exc:  # noqa: BLE001 - no data (offline hub, no dataset) leaves those figures out
         texts, errors["finetune_data"] = [], f"{type(exc).__name__}: {exc}"
     data_tokens = graders.data_tokens(texts, pair.tokenizer, reference_texts(settings)) if texts else []
-    metrics: dict[str, Any] = {
-        "token_relevance": token_relevance(lenses, graders.relevance, organism.description, data_tokens, settings.adl.top_k),
-        "data_tokens": data_tokens,
-    }
+    metrics: dict[str, Any] = {"data_tokens": data_tokens}
+    if organism.description is not None:  # an ad-hoc pair has no objective to score tokens against
+        metrics["token_relevance"] = token_relevance(
+            lenses, graders.relevance, organism.description, data_tokens, settings.adl.top_k
+        )
     if texts and steering:
         try:
             metrics["steering_similarity"] = steering_similarity(steering, texts, chat_data(settings))
