@@ -298,7 +298,8 @@ def bench(
         for target in plan.targets:
             table.add_row(target.organism, target.model, target.organism_type, str(per_target))
         console.print(table)
-        grid = ", ".join(f"{agent} i={budgets}" for agent, budgets in bench_config.agents.items())
+        _print_arms(plan)
+        grid = ", ".join(f"{arm} i={budgets}" for arm, budgets in bench_config.arm_budgets().items())
         console.print(
             f"{len(plan.targets)} organisms × {bench_config.n_variants()} agent/budget variants ({grid}) × "
             f"{bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]"
@@ -333,6 +334,27 @@ def bench(
     if outcome.failed:
         console.print("[yellow]some runs failed (see their error.json); re-run the same command to retry them[/]")
         raise typer.Exit(code=1)
+
+
+def _print_arms(plan) -> None:
+    """The dry run's arms: budgets, first message, run counts, and the resolved methods and tools (plugins
+    with their distribution and version)."""
+    from rich.markup import escape
+
+    from diffaudit.benchmarks.dry_run import arm_rows
+
+    console.print(f"[bold]arms[/] (reference: {escape(plan.config.reference)})")
+    for row in arm_rows(plan):
+        mark = " (reference)" if row.reference else ""
+        budgets = ", ".join(f"i={b}" for b in row.budgets)
+        console.print(
+            f"  [bold]{escape(row.name)}[/]{mark}: budgets {budgets}; first message: {row.intro}; "
+            f"{row.runs} runs, {row.to_run} to run"
+        )
+        console.print(f"    methods: {escape(', '.join(row.methods) or 'none')}")
+        console.print(f"    tools: {escape(', '.join(row.tools))}")
+    if plan.config.agent_models:
+        console.print(f"agent models: {escape(', '.join(plan.config.agent_models))}")
 
 
 @app.command("report")
