@@ -13,7 +13,9 @@ from diffaudit.tools.base import ToolContext, ToolUnavailable
 
 require_lora_svd()
 
-from diffaudit_lora_svd.svd import lowrank_svd  # noqa: E402  (after the install check)
+from diffaudit_lora_svd.method import recurring_tokens  # noqa: E402  (after the install check)
+from diffaudit_lora_svd.result import TokenScore  # noqa: E402
+from diffaudit_lora_svd.svd import lowrank_svd  # noqa: E402
 
 
 @pytest.fixture
@@ -43,6 +45,16 @@ def test_lowrank_svd_equals_the_full_svd_of_the_update():
     assert torch.allclose(cosines, torch.ones(3, dtype=torch.float64), atol=1e-5)
     peaks = vectors.gather(0, vectors.abs().argmax(dim=0, keepdim=True))
     assert bool((peaks > 0).all())  # signs fixed, so a rerun on another LAPACK reads the same poles
+
+
+def test_recurring_tokens_leave_out_what_random_directions_also_read():
+    def pole(*tokens):
+        return [TokenScore(token=t, prob=0.1) for t in tokens]
+
+    poles = [pole(" Kansas", " the", "x"), pole(" Kansas", " the", " vote"), pole(" vote", " the", " Kansas")]
+    control = [[(" the", 0.1), ("y", 0.1)], [(" the", 0.1), (" vote", 0.1)], [("z", 0.1)]]
+    assert recurring_tokens(poles, control, k=3) == [(" Kansas", 3), (" vote", 2)]
+    assert recurring_tokens(poles, control, k=2) == [(" Kansas", 2)]  # only the top 2 of each list count
 
 
 def test_adapter_weights_give_the_adapter_update(tiny_pair):

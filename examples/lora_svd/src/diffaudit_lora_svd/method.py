@@ -49,6 +49,10 @@ class LoraSVDParams(BaseModel):
     top_k: int = Field(50, ge=5, le=200, description="tokens kept per direction pole")
     overview_directions: int = Field(8, ge=1, le=64, description="directions shown in the overview")
     overview_tokens: int = Field(10, ge=1, le=50, description="tokens per pole shown in the overview")
+    control_directions: int = Field(
+        64, ge=0, le=1024, description="random directions read as a control: tokens common in their readouts "
+        "(the lens's favourites, whatever the direction) are never called recurring",
+    )  # fmt: skip
 
 
 def _prompt(name: str) -> str:
@@ -184,10 +188,12 @@ def _readout_stage(
     if not order:
         raise MethodError(f"{NAME}: the adapter's updates have no singular directions to read")
     vectors = torch.stack([svd[name]["vectors"][:, i] for name, i, _ in order])
-    poles = torch.cat([vectors, -vectors])  # rows 0..n-1 are the + poles, n..2n-1 the − poles
+    generator = torch.Generator().manual_seed(0)
+    control = torch.randn(params.control_directions, vectors.shape[1], generator=generator)
+    poles = torch.cat([vectors, -vectors, control])  # + poles, then − poles, then the random control
     tokenizer = pair.tokenizer
     with _bar(progress) as bar:
-        task = bar.add_task(f"{NAME}: reading {len(poles)} direction poles", total=len(poles))
+        task = bar.add_task(f"{NAME}: reading {len(poles)} directions through the unembedding", total=len(poles))
         read = read_through_unembedding(
             lambda rows: pair.logit_lens(rows, "finetuned"), poles, params.top_k,
             lambda i: tokenizer.decode([i]), on_chunk=lambda n: bar.advance(task, n),
@@ -204,17 +210,30 @@ def _readout_stage(
                 negative=[TokenScore(token=t, prob=p) for t, p in read[n + rank]],
             )
         )  # fmt: skip
-    counts: Counter[str] = Counter()
-    for d in directions:
-        for pole in (d.positive, d.negative):
-            counts.update({t.token for t in pole[: params.overview_tokens]})
+    recurring = recurring_tokens(
+        [pole for d in directions[: params.overview_directions] for pole in (d.positive, d.negative)],
+        read[2 * n :], params.overview_tokens,
+    )  # fmt: skip
     modules = [
         ModuleSummary(module=name, layer=layer_of(name), rank=entry["rank"], norm=entry["norm"],
                       singular_values=[float(s) for s in entry["sigma"]])
         for name, entry in svd.items()
     ]  # fmt: skip
-    recurring = [(t, c) for t, c in counts.most_common() if c >= 2][:30]
     return LoraSVDResult(model=target.model, modules=modules, directions=directions, recurring=recurring)
+
+
+def recurring_tokens(
+    poles: list[list[TokenScore]], control: list[list[tuple[str, float]]], k: int
+) -> list[tuple[str, int]]:
+    """Tokens in the top k of at least two of `poles`, most first, leaving out any token in the top k of two or
+    more random control directions (the lens ranks those high whatever it reads)."""
+    noise: Counter[str] = Counter()
+    for tokens in control:
+        noise.update({t for t, _ in tokens[:k]})
+    counts: Counter[str] = Counter()
+    for pole in poles:
+        counts.update({t.token for t in pole[:k]})
+    return [(t, c) for t, c in counts.most_common() if c >= 2 and noise[t] < 2][:30]
 
 
 # -- what the agent reads -------------------------------------------------------------------------------------
@@ -235,7 +254,11 @@ def render_overview(result: LoraSVDResult, params: LoraSVDParams) -> str:
         lines.append(f"  −: {_pole(d.negative, params.overview_tokens)}")
     if result.recurring:
         shown = ", ".join(f"{_quote(t)} ×{c}" for t, c in result.recurring[:20])
-        lines += ["", f"recurring tokens (in the top {params.overview_tokens} of several direction poles): {shown}"]
+        lines += [
+            "",
+            f"recurring tokens (in the top {params.overview_tokens} of several poles above, and not common in the "
+            f"readouts of random directions): {shown}",
+        ]
     lines.append(f"({len(result.directions)} directions in all; get_svd_tokens lists any of them)")
     return "\n".join(lines) + "\n"
 

@@ -41,7 +41,9 @@ class LoraSVDResult(BaseModel):
     modules: list[ModuleSummary]
     directions: list[Direction]
     recurring: list[tuple[str, int]] = Field(
-        default_factory=list, description="(token, number of direction poles whose top tokens hold it), most first"
+        default_factory=list,
+        description="(token, how many poles of the overview's directions hold it), most first; tokens common in "
+        "random directions' readouts are left out",
     )
 
     def direction(self, rank: int) -> Direction:
