@@ -212,6 +212,21 @@ def test_four_arms_run_and_the_plugin_tool_shows_only_in_its_arms(bench):
             assert PLUGIN_TOOL not in transcript and "LORA-SVD" not in transcript, cell.label
 
 
+def test_resuming_with_another_plugin_version_is_refused(bench, tmp_path):
+    from diffaudit.benchmarks.runner import write_manifest
+    from diffaudit.config import ConfigError
+
+    plan = bench[0]
+    manifest = json.loads((plan.out / "bench.json").read_text())
+    for arm in ("mytool", "adl+mytool"):
+        for item in manifest["arms"][arm]["methods"] + manifest["arms"][arm]["tools"]:
+            if item.get("distribution") == "diffaudit-lora-svd":
+                item["version"] = "0.0.9"
+    (tmp_path / "bench.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"arm '(mytool|adl\+mytool)'.*diffaudit-lora-svd 0\.0\.9"):
+        write_manifest(plan_bench(plan.config, tmp_path))
+
+
 def test_the_report_lists_every_arm(bench):
     plan = bench[0]
     text = (plan.out / "report.md").read_text()
