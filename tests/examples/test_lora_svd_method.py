@@ -57,21 +57,6 @@ def test_recurring_tokens_leave_out_what_random_directions_also_read():
     assert recurring_tokens(poles, control, k=2) == [(" Kansas", 2)]  # only the top 2 of each list count
 
 
-def test_adapter_weights_give_the_adapter_update(tiny_pair):
-    weights = tiny_pair.adapter_weights()
-    assert sorted(weights) == sorted(
-        f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj")
-    )
-    a, b, scaling = weights["model.layers.1.mlp.down_proj"]
-    module = tiny_pair._lm.model.layers[1].mlp.down_proj
-    x = torch.randn(3, a.shape[1])
-    with torch.no_grad():
-        tuned = module(x)
-        with tiny_pair._peft.disable_adapter():
-            base = module(x)
-    assert torch.allclose(tuned - base, x @ (scaling * b @ a).T, atol=1e-5)
-
-
 def test_prepare_reads_the_residual_writers_and_caches(tiny_pair, settings, target):
     method, _ = load_method("lora_svd")
     prepared = method.prepare(target, tiny_pair, settings, progress=False)
