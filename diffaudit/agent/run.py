@@ -287,7 +287,8 @@ def _run_in_dir(
             "organism_type": organism.type.value,
             "model": model,
             "agent_kind": agent_kind,
-            "arm": {"name": arm.name, **arm.manifest()},
+            "arm": arm.name,
+            "arm_resolved": arm.manifest(),  # its methods and tools, and where each came from
             "budget": budget,
             "turns": settings.budgets.turns,
             "policy": getattr(policy, "name", type(policy).__name__),
