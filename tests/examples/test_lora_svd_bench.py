@@ -47,16 +47,22 @@ def test_dry_run_lists_the_four_arms_with_tools_and_run_counts_and_touches_no_mo
     out = tmp_path / "runs"
     result = CliRunner().invoke(app, ["bench", str(EXAMPLE), "--dry-run", "--out", str(out)], terminal_width=400)
     assert result.exit_code == 0, result.output
-    text = result.output
-    for arm in ARMS:
-        line = next(line for line in text.splitlines() if line.strip().startswith(f"{arm}:") or
-                    line.strip().startswith(f"{arm} (reference)"))  # fmt: skip
-        assert "budgets i=0, i=5" in line and "4 runs, 4 to run" in line, line
-    assert "blackbox (reference)" in text
-    assert "methods: lora_svd [plugin diffaudit-lora-svd 0.1.0]" in text
-    assert "methods: adl, lora_svd [plugin diffaudit-lora-svd 0.1.0]" in text
-    assert text.count("get_svd_tokens (via lora_svd) [plugin diffaudit-lora-svd 0.1.0]") == 2
-    assert "= 16 runs" in text and "16 to run" in text
+    rows = {}
+    for line in result.output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) == 6 and cells[0] in ARMS:
+            rows[cells[0]] = cells
+    assert list(rows) == ARMS, result.output
+    plugin = "(diffaudit-lora-svd 0.1.0)"
+    for arm, (_, budgets, intro, methods, tools, runs) in rows.items():
+        assert (budgets, runs) == ("0, 5", "4"), rows[arm]
+        assert intro == ("blackbox" if arm == "blackbox" else "methods")
+        assert methods == {"blackbox": "-", "adl": "adl", "mytool": f"lora_svd {plugin}",
+                           "adl+mytool": f"adl, lora_svd {plugin}"}[arm]  # fmt: skip
+        names = [t.removesuffix(f" {plugin}") for t in tools.split(", ")]
+        assert names == EXPECTED_TOOLS[arm], rows[arm]
+        assert (f"get_svd_tokens {plugin}" in tools) == (arm in ("mytool", "adl+mytool"))
+    assert "= 16 runs" in result.output and "16 to run" in result.output
     assert not out.exists()
 
 
@@ -180,7 +186,7 @@ def bench(tmp_path_factory, tiny_pair):
 
     outcome = run_bench(plan, progress=False, preparer=preparer, policy_factory=policy_factory)
     assert outcome.completed == 8 and not outcome.failed, [r.message for r in outcome.failed]
-    write_report(plan.out, plots=False)
+    write_report(plan.out, plots=True)
     return plan, policies, prepared_for, tmp_path / "cache"
 
 
@@ -238,21 +244,21 @@ def test_the_report_lists_every_arm(bench):
 def test_the_report_contrasts_each_arm_with_the_reference(bench):
     plan = bench[0]
     text = (plan.out / "report.md").read_text()
-    assert_contrast_table(text, reference="blackbox", arms=[a for a in ARMS if a != "blackbox"])
+    others = [a for a in ARMS if a != "blackbox"]
+    assert_contrast_table(text, reference="blackbox", arms=others)
+    plots = sorted(p.name for p in plan.out.glob("contrast_*.png"))
+    assert plots == sorted(f"contrast_{arm}_i{budget}.png" for arm in others for budget in (0, 5))
 
 
 def assert_contrast_table(text: str, reference: str, arms: list[str]) -> None:
-    """report.md contrasts each arm with the reference arm: a section whose heading names contrasts, holding a
-    table with one row per (arm, budget) and an interval column."""
+    """report.md's contrast section: one row per (arm, budget) against the reference, with a two-level interval."""
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("## ") and "contrast" in line.lower()), None)
+    start = next((i for i, line in enumerate(lines) if line.startswith("## Contrasts")), None)
     assert start is not None, "report.md has no contrast section:\n" + text
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    section = lines[start:end]
-    table = [line for line in section if line.startswith("|")]
-    assert table and "ci" in table[0].lower(), section
-    for arm in arms:
-        for budget in (0, 5):
-            assert any(f"| {arm} " in row and f"i={budget}" in row and reference in " ".join(section) for row in table), (
-                arm, budget, section,
-            )  # fmt: skip
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start:end] if line.startswith("|")]
+    header, rows = table[0], table[2:]
+    assert "95% CI (two-level)" in header, header
+    ci = header.index("95% CI (two-level)")
+    found = {(row[0], row[2]) for row in rows if row[1] == reference and row[ci] not in ("", "–")}
+    assert found == {(arm, f"i={budget}") for arm in arms for budget in (0, 5)}, table
