@@ -76,6 +76,8 @@ def test_prepare_reads_the_residual_writers_and_caches(tiny_pair, settings, targ
         assert pole[0].prob == pytest.approx(float(probs.max()), rel=1e-4)
     assert (prepared.cache_dir / "result.json").exists() and (prepared.cache_dir / "svd.pt").exists()
     assert "LORA-SVD OVERVIEW" in prepared.overview and "direction 0: model.layers." in prepared.overview
+    seen = result.model_dump_json() + prepared.overview + prepared.evidence.model_dump_json()
+    assert not [s for s in (target.organism.description, *target.organism.key_facts) if s and s in seen]
     groups = [r.group for r in prepared.evidence.ranked_tokens]
     assert groups[:2] == ["direction 0 +", "direction 0 −"] and prepared.evidence.method == "lora_svd"
 
