@@ -99,6 +99,8 @@ def test_a_full_finetune_or_a_bad_module_list_is_a_clear_error(tiny_pair, tiny_m
     assert full.adapter_weights() == {}
     with pytest.raises(MethodError, match="has no LoRA adapter: its finetuned model is a full finetune"):
         method.prepare(target, full, settings, progress=False)
+    with pytest.raises(MethodError, match=r"the model pair \(object\) has no adapter_weights\(\)"):
+        method.prepare(target, object(), settings, progress=False)
     bad = settings.model_copy(update={"methods": {"lora_svd": {"modules": ["v_proj"]}}})
     with pytest.raises(MethodError, match=r"'methods.lora_svd.modules' \(\['v_proj'\]\) matches no adapted module"):
         method.prepare(target, tiny_pair, bad, progress=False)

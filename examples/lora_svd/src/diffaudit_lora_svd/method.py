@@ -151,8 +151,8 @@ def _svd_stage(target: MethodTarget, pair: Any, params: LoraSVDParams, progress:
     reader = getattr(pair, "adapter_weights", None)
     if not callable(reader):
         raise MethodError(
-            f"{NAME}: the model pair ({type(pair).__name__}) cannot hand over adapter weights; "
-            "use the hf backend (settings field 'backend: hf')"
+            f"{NAME}: the model pair ({type(pair).__name__}) has no adapter_weights(); the hf and vllm backends "
+            "have it (settings field 'backend')"
         )
     weights = reader()
     if not weights:
