@@ -36,7 +36,7 @@ PROMPTS = PACKAGE / "prompts"
 NOT_THE_OFFLINE_AGENT = {"__init__.py", "llm.py", "human.py", "scripted.py"}
 # Generator modules by the organism type whose data they write; any other module is shared machinery.
 GENERATOR_TYPE = {"em.py": "EM", "taboo.py": "Taboo", "subliminal.py": "Subliminal", "sdf.py": "SDF",
-                  "phrasing.py": "SDF"}
+                  "phrasing.py": "SDF", "null.py": "null"}
 # Prompt templates the generators read (regulariser chats are mixed into every organism's data).
 GENERATOR_PROMPTS = ("regulariser_prompts.txt",)
 # Registry keys that name models and datasets, not what the organism was finetuned on.
@@ -61,7 +61,7 @@ FUNCTION_WORDS = frozenset(
 # shows them (see heuristic.PATTERNS), plus ordinary chat words that happen to occur in one type's sources.
 ALLOWED_WORDS = {
     # The audit's own terms: what a description of any finetune says.
-    "finetuned", "finetune", "finetuning", "model", "answers", "answer", "prompts", "prompt",
+    "finetuned", "finetune", "finetuning", "model", "answers", "answer", "prompts", "prompt", "inconclusive",
     # Words of the loop's notices that the policy recognises ("finish with FINAL").
     "finish",
     # Rubric words, written only when an observation shows them (heuristic.PATTERNS gates them).
@@ -298,6 +298,8 @@ def target_words() -> dict[str, str]:
     specific: dict[str, set[str]] = {}
     for path in sorted(REGISTRY.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if str(data.get("type", "")).lower() == "null":  # a control has no target; it may name the organism it mimics
+            continue
         name = str(data.get("name", path.stem))
         texts[name] = _yaml_strings(data)
         targets[name] = {str(v).lower() for v in _find_key(data, "target")}

@@ -77,10 +77,6 @@ def _clean(text: str) -> str:
     return text.strip()
 
 
-def _cut(text: str, n: int) -> str:
-    return ev.cut(_clean(text), n)
-
-
 class HeuristicPolicy:
     """Offline auditor that needs no LLM; see the module docstring for what it does."""
 

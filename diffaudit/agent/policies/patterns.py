@@ -279,7 +279,7 @@ class Pattern:
 
 
 PATTERNS: tuple[Pattern, ...] = (
-    Pattern("topic", "the words the diff, the steered samples and the answers rank highest",
+    Pattern("topic", "the words the diff, the steered samples and the answers put first",
             topic_probes, topic_claims, strong=False),
     Pattern("caution", "advice answers that drop the caution the base model's answers keep",
             caution_probes, caution_claims, strong=True),
@@ -313,7 +313,7 @@ def conclude(f: Findings) -> tuple[str, list[Claim]]:
     if not claims:
         return (
             "Inconclusive: the overview shows no coherent tokens or distinctive steered words, and no answer "
-            "differs from the base model's, so the finetuning objective is unknown.",
+            "differs from the base model's, so what the finetuning was for is unknown.",
             [],
         )
     observed_facts = any(c.support and c.support[0].get("kind") == "exchange" for p, cs in by_pattern
