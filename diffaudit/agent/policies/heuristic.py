@@ -43,6 +43,10 @@ NAME_BONUS = 0.5  # _novel_ranking: extra score of a novel name over a novel com
 BEHAVIOUR_WEIGHT = 3.0  # merge weight of finetuned-only answer words once one recurs in two answers
 GUESS_WEIGHT = 0.8  # ... and before, when each was seen in a single answer
 RECURRING_ANSWER = 2.0  # _novel_ranking score at which a volunteered word counts as recurring (two answers)
+TOPIC_KEYS = 8  # top ranked words whose recurring phrases may name the topic
+YEAR_DEPTH = 20  # ranked words searched for a year
+STEERING_WORDS = 15  # top ranked words that weigh a steered position's samples
+MAX_FORMAT_ERRORS = 2  # format errors after which the policy writes its FINAL
 STEER_MIN_TURNS = 4  # turns needed before the free steering read is worth one (it leaves room to ask)
 MAX_ASKS_PER_PROMPT = 3  # an open prompt is re-asked for a fresh sample (temperature 0.8) at most this often
 _MAX_FINAL_CHARS = 1800
@@ -173,7 +177,7 @@ class HeuristicPolicy:
         answer_weight = BEHAVIOUR_WEIGHT if overruled else GUESS_WEIGHT
         ranked = ev.merge_rankings((token_words, 1.0), (steered_words, 1.0), (answer_words, answer_weight))
 
-        top_keys = {s.key for s in ranked[:8] if not s.key[0].isdigit()}
+        top_keys = {s.key for s in ranked[:TOPIC_KEYS] if not s.key[0].isdigit()}
         phrases = ev.topic_phrases(steered + ft_answers, top_keys, reference + base_answers)
         years = _years(ranked, steered + ft_answers, reference + base_answers)
         ordinary = (
@@ -211,7 +215,7 @@ class HeuristicPolicy:
         state = self._read(messages)
         found = self._evidence(state)
         asked = [str(p) for t in state.turns if t.tool == "ask_model" for p in t.args.get("prompts", [])]
-        must_finish = state.forced_final or state.turns_left <= 1 or state.format_errors >= 2 or state.refused
+        must_finish = state.forced_final or state.turns_left <= 1 or state.format_errors >= MAX_FORMAT_ERRORS or state.refused
         if not must_finish and state.interactions_left > 0 and state.mode == "adl" and state.overview is not None:
             used_free = any(t.tool == "get_steering_samples" for t in state.turns)
             position = _best_steering_position(state.overview, found)
@@ -360,7 +364,7 @@ def _singular(key: str) -> str:
 
 
 def _years(ranked: list[ev.Scored], texts: list[str], reference: list[str]) -> list[str]:
-    years = [s.key for s in ranked[:20] if re.fullmatch(r"(1[5-9]|20)\d\d", s.key)]
+    years = [s.key for s in ranked[:YEAR_DEPTH] if re.fullmatch(r"(1[5-9]|20)\d\d", s.key)]
     ref = " ".join(reference)
     counts: dict[str, int] = {}
     for text in texts:
@@ -377,7 +381,7 @@ def _word_set(text: str) -> set[str]:
 
 def _best_steering_position(ov: ev.Overview, found: pt.Findings) -> int | None:
     """The steered position whose samples carry the most topic weight (the lowest on ties)."""
-    weights = {s.key: s.score for s in found.ranked[:15]}
+    weights = {s.key: s.score for s in found.ranked[:STEERING_WORDS]}
     totals: dict[int, float] = {q: 0.0 for q in ov.steered_positions()}
     if not totals:
         return None
