@@ -23,7 +23,7 @@ console = Console()
 
 
 def fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line: paths and fields never split
     raise typer.Exit(code=1)
 
 
@@ -298,10 +298,26 @@ def bench(
         for target in plan.targets:
             table.add_row(target.organism, target.model, target.organism_type, str(per_target))
         console.print(table)
-        grid = ", ".join(f"{agent} i={budgets}" for agent, budgets in bench_config.agents.items())
+        arms_table = Table(title="arms")
+        for column in ("arm", "budgets", "first message", "methods", "tools", "runs"):
+            arms_table.add_column(column, overflow="fold")
+        models = bench_config.agent_models or [None]
+        for name, arm in plan.arms.items():
+            def label(item: dict) -> str:
+                return item["name"] + (f" ({item['distribution']} {item['version']})" if item.get("source") == "plugin" else "")
+
+            runs = sum(1 for c in plan.cells if c.agent == name)
+            arms_table.add_row(
+                name, ", ".join(str(b) for b in arm.spec.budgets or []), arm.intro_kind,
+                ", ".join(label(m) for m in arm.provenance["methods"]) or "-",
+                ", ".join(label(t) for t in arm.provenance["tools"]), str(runs),
+            )  # fmt: skip
+        console.print(arms_table)
+        model_line = f" × {len(models)} agent models" if bench_config.agent_models else ""
         console.print(
-            f"{len(plan.targets)} organisms × {bench_config.n_variants()} agent/budget variants ({grid}) × "
-            f"{bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]"
+            f"{len(plan.targets)} organisms × {sum(len(a.spec.budgets or []) for a in plan.arms.values())} "
+            f"arm/budget variants{model_line} × {bench_config.repeats} repeats = [bold]{len(plan.cells)} runs[/]; "
+            f"reference arm: {bench_config.reference}"
         )
         console.print(f"agent {role_model(roles.agent)}; grader {role_model(roles.grader)}; "
                       f"coherence grader {role_model(roles.coherence_grader)}; "

@@ -211,8 +211,13 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     return f"{source}: field '{field}': {first['msg']}{more}"
 
 
+# Top-level keys that mark a YAML file as a bench config rather than a settings file.
+BENCH_KEYS = {"organisms", "arms", "agents"}
+
+
 def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Settings from an optional YAML file, then nested `overrides` (CLI values win)."""
+    """Settings from an optional YAML file (a settings file, or a bench config's `settings:`), then nested
+    `overrides` (CLI values win)."""
     data: dict[str, Any] = {}
     source = "settings"
     if path is not None:
@@ -226,6 +231,11 @@ def load_settings(path: Path | None = None, overrides: dict[str, Any] | None = N
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of settings")
         data = loaded
+        if BENCH_KEYS & set(data):  # a bench config: its settings live under `settings:`
+            data = data.get("settings") or {}
+            source = f"{path} (settings:)"
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: field 'settings' must be a mapping")
     if overrides:
         data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
     try:

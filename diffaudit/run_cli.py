@@ -19,7 +19,7 @@ _ERROR_PREFIXES = ("FORMAT_ERROR", "REFUSED", "TOOL_ERROR", "UNKNOWN_TOOL", "INV
 
 
 def _fail(message: str) -> None:
-    console.print(Text.assemble(("error: ", "bold red"), message))
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)  # never split a path
     raise typer.Exit(code=1)
 
 
@@ -34,6 +34,26 @@ def _settings(
         overrides["organisms_dirs"] = [str(organisms_dir)]
     try:
         return load_settings(config, overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _bench_arms(config: Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """The arms a --config file defines: a bench config's `arms:` (or `agents:`), none for a settings file."""
+    if config is None or not Path(config).is_file():
+        return config, {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config).read_text()) or {}
+    except yaml.YAMLError:
+        return config, {}  # load_settings reports the YAML error with the file name
+    if not isinstance(data, dict) or not ({"arms", "agents"} & set(data)):
+        return config, {}
+    from diffaudit.benchmarks.config import load_bench_config
+
+    try:
+        return config, dict(load_bench_config(Path(config)).arms or {})
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -97,7 +117,14 @@ def run_command(
     budget: int | None = typer.Option(
         None, "--budget", "-i", min=0, help="interaction budget (default: settings)"
     ),
-    agent: str = typer.Option("adl", "--agent", help="adl | blackbox"),
+    agent: str = typer.Option(
+        "adl", "--arm", "--agent",
+        help="the arm: adl | blackbox | an arm of the --config bench file (its `arms:`)",
+    ),
+    methods: str | None = typer.Option(
+        None, "--methods", help="an ad-hoc arm of these diffing methods, e.g. adl,diff_mining (overrides --arm)"
+    ),
+    tools: str | None = typer.Option(None, "--tools", help="with --methods: extra single tools, e.g. score_texts"),
     agent_model: str | None = typer.Option(
         None, "--agent-model",
         help="litellm model string, builtin/heuristic, or builtin/human (you type the replies); "
@@ -120,9 +147,18 @@ def run_command(
     from diffaudit.environments.organisms import OrganismError
     from diffaudit.llm import LLMConfigError
     from diffaudit.locking import BusyError
+    from diffaudit.methods import MethodError, arm_for_methods, arm_spec, resolve_arm
 
-    if agent not in ("adl", "blackbox"):
-        _fail(f"--agent must be adl or blackbox, got '{agent}'")
+    config, arms = _bench_arms(config)
+    try:
+        if methods is not None:
+            split = [m.strip() for m in methods.split(",") if m.strip()]
+            agent, spec = arm_for_methods(split, [t.strip() for t in (tools or "").split(",") if t.strip()])
+        else:
+            spec = arm_spec(agent, arms)
+        arm = resolve_arm(agent, spec)
+    except MethodError as exc:
+        _fail(str(exc))
     settings = _settings(config, organisms_dir, agent_model, grader_model)
     try:
         target = _target(organism, base, adapter, finetuned, settings)
@@ -144,11 +180,11 @@ def run_command(
                                     f"finetuned {tuned.adapter_id or tuned.model_id}"))  # fmt: skip
     path = out if out is not None else default_run_dir(settings.runs_dir, target.name, agent, budget)
     console.print(
-        Text.assemble(("run: ", "bold"), f"{target.name} on {model_name}, {agent} agent, i={budget} → {path}")
+        Text.assemble(("run: ", "bold"), f"{target.name} on {model_name}, arm {agent}, i={budget} → {path}")
     )
     try:
         summary = run_audit(
-            target, model_name, agent, budget, settings, path,
+            target, model_name, arm, budget, settings, path,
             policy=policy, progress=True, policy_reason=reason, console=console,
         )  # fmt: skip
     except (LLMConfigError, OrganismError, ConfigError, FileExistsError, BusyError) as exc:

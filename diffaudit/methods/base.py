@@ -129,3 +129,49 @@ def method_cache_dir(settings: Settings, method: str, target: MethodTarget, key:
 
     root = Path(settings.cache_dir) / "methods" / safe(method)
     return root / safe(target.model) / safe(target.name) / cache_digest(key)
+
+
+# -- a JSON result cache for methods whose result is one pydantic model ---------------------------------------
+KEY_FILE = "key.json"
+RESULT_FILE = "result.json"
+COMPLETE_FILE = "COMPLETE"
+
+
+def read_cached(directory: Path, model: type[BaseModel]) -> BaseModel | None:
+    """The cached result in `directory`, or None unless its COMPLETE marker was written (a crash leaves none)."""
+    if not (directory / COMPLETE_FILE).is_file():
+        return None
+    try:
+        return model.model_validate_json((directory / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_cached(directory: Path, key: dict[str, Any], result: BaseModel) -> None:
+    """Write the key, then the result, then the COMPLETE marker, each atomically."""
+    import os
+    import tempfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / COMPLETE_FILE).unlink(missing_ok=True)
+    for name, text in (
+        (KEY_FILE, json.dumps(key, indent=1, sort_keys=True, default=str)),
+        (RESULT_FILE, result.model_dump_json()),
+        (COMPLETE_FILE, "ok\n"),
+    ):
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, directory / name)
+
+
+def method_params(settings: Settings, name: str, model: type[BaseModel]) -> BaseModel:
+    """A method's parameters from `settings.methods[name]`; an invalid value names the setting and the field."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(settings.methods.get(name, {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MethodError(f"settings: field 'methods.{name}.{where}': {first['msg']}") from exc

@@ -42,14 +42,17 @@ class Provenance:
 
 def _builtin_method_factories() -> dict[str, Callable[[], Any]]:
     from diffaudit.methods.adl import ADLMethod
+    from diffaudit.methods.amplification.method import AmplificationMethod
+    from diffaudit.methods.diff_mining.method import DiffMiningMethod
 
-    return {"adl": ADLMethod}
+    return {"adl": ADLMethod, "diff_mining": DiffMiningMethod, "amplification": AmplificationMethod}
 
 
 def _builtin_tool_factories() -> dict[str, Callable[[], Any]]:
     from diffaudit.tools.ask_model import AskModel
+    from diffaudit.tools.score_texts import ScoreTexts
 
-    return {"ask_model": AskModel}
+    return {"ask_model": AskModel, "score_texts": ScoreTexts}
 
 
 def _instantiate(obj: Any, check: Callable[[Any], bool], what: str) -> Any:

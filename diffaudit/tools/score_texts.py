@@ -69,3 +69,44 @@ def score_texts(pair: ModelPair, texts: list[str], top_n: int = 5, chat: bool = 
             )
         )
     return scores
+
+
+# -- the agent tool ---------------------------------------------------------------------------------------------
+import json as _json  # noqa: E402
+
+from pydantic import Field  # noqa: E402
+
+from diffaudit.tools.base import Observation, ToolArgs, ToolContext  # noqa: E402
+
+TOOL_TOP_POSITIONS = 3
+
+
+class ScoreTextsArgs(ToolArgs):
+    texts: list[str] = Field(
+        min_length=1, max_length=20,
+        description="texts to score, e.g. a suspected implanted claim beside its negation",
+    )  # fmt: skip
+
+
+class ScoreTexts:
+    name = "score_texts"
+    description = (
+        "Costs 1 interaction per text. Reads each text under both models (teacher-forced) and returns the summed "
+        "and mean log p_finetuned - log p_base, the mean KL, and the tokens whose log-probability changed most. "
+        "A claim the finetuning implanted scores higher than its negation."
+    )
+    Args = ScoreTextsArgs
+
+    def cost(self, args: ScoreTextsArgs) -> int:
+        return len(args.texts)
+
+    def run(self, args: ScoreTextsArgs, ctx: ToolContext) -> Observation:
+        scores = score_texts(ctx.pair, args.texts, top_n=TOOL_TOP_POSITIONS)
+        lines = ["Scores (log p_finetuned - log p_base, summed over the text's tokens; higher = the finetune favours it):"]
+        for i, s in enumerate(scores, start=1):
+            top = ", ".join(f"{_json.dumps(p.token, ensure_ascii=False)} {p.diff:+.2f}" for p in s.top) or "(none)"
+            lines.append(
+                f"[{i}] {_json.dumps(s.text, ensure_ascii=False)}: sum {s.sum_diff:+.2f} over {s.n_tokens} tokens "
+                f"(mean {s.mean_diff:+.3f}), mean KL {s.mean_kl:.3f}; largest changes: {top}"
+            )
+        return Observation(text="\n".join(lines), data={"scores": [s.model_dump() for s in scores]})

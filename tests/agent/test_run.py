@@ -264,7 +264,7 @@ def test_audit_run_fails_in_one_sentence(cli, monkeypatch):
     result = cli("run", "--organism", "no_such_organism")
     assert result.exit_code == 1 and "unknown organism" in result.output
     result = cli("run", "--organism", "kansas_abortion", "--agent", "greybox")
-    assert result.exit_code == 1 and "adl or blackbox" in result.output
+    assert result.exit_code == 1 and "unknown arm 'greybox'; known arms: adl, blackbox" in result.output
     assert cli("show", "/nonexistent/dir").exit_code == 1
 
 

@@ -17,6 +17,7 @@ from diffaudit.methods.diff_mining.compute import (
     first_token_ids,
     load_texts,
 )
+from diffaudit.methods.diff_mining.method import DiffMiningMethod
 
 __all__ = [
     "CONTEXT_DEPTH",
@@ -24,6 +25,7 @@ __all__ = [
     "RANK_DEPTH",
     "SIGNS",
     "Context",
+    "DiffMiningMethod",
     "DiffMiningParams",
     "DiffMiningResult",
     "Ordering",
