@@ -24,6 +24,7 @@ from diffaudit.agent.loop import LoopResult, Policy, prompt_text, run_loop
 from diffaudit.agent.transcript import TRANSCRIPT_FILE, Transcript, redact, write_json
 from diffaudit.config import HEURISTIC_AGENT, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
+from diffaudit.environments.progress import stage as progress_stage
 from diffaudit.graders.base import Grade
 from diffaudit.limits import SpendMeter, current_ledger, metering
 from diffaudit.locking import held_lock
@@ -297,7 +298,8 @@ def _run_in_dir(
             "organism_type": organism.type.value,
             "model": model,
             "agent_kind": agent_kind,
-            "arm": {"name": arm.name, **arm.manifest()},
+            "arm": arm.name,
+            "arm_resolved": arm.manifest(),  # its methods and tools, and where each came from
             "budget": budget,
             "turns": settings.budgets.turns,
             "policy": getattr(policy, "name", type(policy).__name__),
@@ -320,9 +322,10 @@ def _run_in_dir(
         if pair is None:
             from diffaudit.environments.loading import load_pair
 
-            say(f"loading the model pair for {organism.name} ({model})")
-            _, pair = load_pair(organism, model, settings)
-        prepared = prepare_methods(arm, organism, model, pair, settings, progress, ready)
+            with progress_stage(f"model pair for {organism.name} ({model})", progress):
+                _, pair = load_pair(organism, model, settings)
+        with progress_stage(f"methods for {organism.name}: {', '.join(m.name for m in arm.methods) or 'none'}", progress):
+            prepared = prepare_methods(arm, organism, model, pair, settings, progress, ready)
         prepared = {m.name: prepared[m.name] for m in arm.methods}  # only this arm's methods reach its tools
         if arm.intro_kind == "methods":
             intro = methods_intro(arm, prepared)
@@ -359,7 +362,7 @@ def _run_in_dir(
         )
         meter = SpendMeter(settings.limits, current_ledger())
         loop_start = time.perf_counter()
-        with metering(meter):
+        with metering(meter), progress_stage("audit: agent loop", progress):
             result: LoopResult = run_loop(
                 policy, system, intro, tools, ctx, budget_state, transcript, on_turn,
                 limit_check=meter.limit_hit, intro_data=intro_data,

@@ -36,8 +36,12 @@ class AskModel:
 
     def run(self, args: AskModelArgs, ctx: ToolContext) -> Observation:
         sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=QUERY_TEMPERATURE, seed=ctx.seed)
-        base = ctx.pair.generate("base", args.prompts, sampling)
-        finetuned = ctx.pair.generate("finetuned", args.prompts, sampling)
+        both = getattr(ctx.pair, "generate_both", None)  # one mixed batch where the backend offers it
+        if both is not None:
+            base, finetuned = both(args.prompts, sampling)
+        else:
+            base = ctx.pair.generate("base", args.prompts, sampling)
+            finetuned = ctx.pair.generate("finetuned", args.prompts, sampling)
         lines = []
         exchanges = []
         for i, (prompt, b, f) in enumerate(zip(args.prompts, base, finetuned, strict=True), start=1):

@@ -1,7 +1,7 @@
 """Science check: the ADL reads the embedded kansas_abortion organism (builds organism and cache if missing).
 
-To keep CI within its budget the cache here steers at position 0 only; every other parameter is the
-embedded default. The thresholds are issue 3's acceptance bars.
+The settings are the embedded defaults, so this reads the same cache `make demo` builds (and a
+`make test` after the demo builds nothing). The thresholds are issue 3's acceptance bars.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ def kansas_adl():
     from diffaudit.tools.adl import ensure_adl
 
     settings = Settings()
-    settings.adl.steering.positions = [0]
     organism = OrganismRegistry().get("kansas_abortion")
     _, pair = load_pair(organism, "smollm2-135m", settings)
     return ensure_adl(organism, "smollm2-135m", pair, settings, progress=False)
