@@ -361,6 +361,10 @@ def ensure_adl(
     if not force:
         cached = cache.read_result(directory)
         if cached is not None:
+            from diffaudit.environments.progress import note
+
+            # The ADL method kept the cache layout, so a cache built before methods existed is read as it is.
+            note(f"adl: reading the cached analysis in {directory}", progress)
             return cached
     parameters = cache.cache_parameters(organism.name, model, settings, fingerprint, finetuned)
     cache.start_build(directory, parameters, force=force)
