@@ -124,6 +124,7 @@ class SteeringParams(_Strict):
     refine_steps: int = 5
     search_samples: int = 10
     coherent_needed: int = 8
+    lookahead: int = Field(2, ge=1, description="halvings of the α search decided per batched generate call")
     search_temperature: float = 1.2
     final_temperature: float = 1.1
     final_prompts: int = 20

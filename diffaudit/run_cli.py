@@ -100,6 +100,21 @@ def print_summary(summary: Any) -> None:
     table.add_row("agent", Text(f"{summary.policy} ({summary.policy_reason})"))
     table.add_row("run dir", Text(str(summary.run_dir)))
     console.print(table)
+    _print_stage_times()
+
+
+def _print_stage_times() -> None:
+    """First-run work done in this process (organism build, corpora, ADL stages, the audit), with times."""
+    from diffaudit.environments.progress import stage_timings
+
+    timings = stage_timings()
+    if timings:
+        table = Table(title="stages run in this process", box=None, padding=(0, 2))
+        table.add_column("stage")
+        table.add_column("seconds", justify="right")
+        for name, seconds in timings:
+            table.add_row(name, f"{seconds:.1f}")
+        console.print(table)
 
 
 def run_command(

@@ -24,6 +24,7 @@ from diffaudit.agent.loop import LoopResult, Policy, prompt_text, run_loop
 from diffaudit.agent.transcript import TRANSCRIPT_FILE, Transcript, redact, write_json
 from diffaudit.config import HEURISTIC_AGENT, Settings, role_model
 from diffaudit.environments.organisms import Organism, OrganismRegistry
+from diffaudit.environments.progress import stage as progress_stage
 from diffaudit.graders.base import Grade
 from diffaudit.limits import SpendMeter, current_ledger, metering
 from diffaudit.locking import held_lock
@@ -34,6 +35,7 @@ from diffaudit.tools.base import ToolContext, render_tool
 
 CONFIG_FILE = "config.json"
 DESCRIPTION_FILE = "description.txt"
+CLAIMS_FILE = "description.json"  # the claims of a policy that records them, each with its observations
 GRADE_FILE = "grade.json"
 STATS_FILE = "stats.json"
 ERROR_FILE = "error.json"
@@ -147,16 +149,25 @@ def prepare_methods(
     return prepared
 
 
-def blackbox_intro(pair: Any, settings: Settings) -> str:
-    """Ordinary finetuned answers to the 20 steering prompts (the blackbox agent's first message)."""
-    from diffaudit.agent.overview import render_blackbox_intro
+def blackbox_samples(pair: Any, settings: Settings) -> list[tuple[str, str]]:
+    """Ordinary finetuned answers to the 20 steering prompts, sampled like ask_model (one seed per repeat)."""
+    from diffaudit.environments.pair import Sampling
     from diffaudit.tools.adl import steering_prompts
-    from diffaudit.tools.adl.steering import final_sampling
+    from diffaudit.tools.ask_model import QUERY_TEMPERATURE
 
     prompts = steering_prompts()
-    sampling = final_sampling(settings.adl.steering, settings.seed)
+    sampling = Sampling(
+        max_new_tokens=settings.adl.steering.max_new_tokens, temperature=QUERY_TEMPERATURE, seed=settings.seed
+    )
     answers = pair.generate("finetuned", prompts, sampling)
-    return render_blackbox_intro(list(zip(prompts, answers, strict=True)))
+    return list(zip(prompts, answers, strict=True))
+
+
+def blackbox_intro(pair: Any, settings: Settings) -> str:
+    """The blackbox agent's first message: `blackbox_samples` rendered."""
+    from diffaudit.agent.overview import render_blackbox_intro
+
+    return render_blackbox_intro(blackbox_samples(pair, settings))
 
 
 def _tensors_loader(organism: Organism, model: str, adl: ADLResult, settings: Settings):
@@ -275,7 +286,7 @@ def _run_in_dir(
     if (path / STATS_FILE).exists():
         raise FileExistsError(f"{path} already holds a completed run; choose another directory")
     path.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, TRANSCRIPT_FILE, DESCRIPTION_FILE, GRADE_FILE, ERROR_FILE):
+    for name in (CONFIG_FILE, TRANSCRIPT_FILE, DESCRIPTION_FILE, CLAIMS_FILE, GRADE_FILE, ERROR_FILE):
         (path / name).unlink(missing_ok=True)  # leftovers of a failed or killed run in this dir
     console = console or Console()
     say = console.print if progress else (lambda *_a, **_k: None)
@@ -311,17 +322,21 @@ def _run_in_dir(
         if pair is None:
             from diffaudit.environments.loading import load_pair
 
-            say(f"loading the model pair for {organism.name} ({model})")
-            _, pair = load_pair(organism, model, settings)
-        prepared = prepare_methods(arm, organism, model, pair, settings, progress, ready)
+            with progress_stage(f"model pair for {organism.name} ({model})", progress):
+                _, pair = load_pair(organism, model, settings)
+        with progress_stage(f"methods for {organism.name}: {', '.join(m.name for m in arm.methods) or 'none'}", progress):
+            prepared = prepare_methods(arm, organism, model, pair, settings, progress, ready)
         prepared = {m.name: prepared[m.name] for m in arm.methods}  # only this arm's methods reach its tools
         if arm.intro_kind == "methods":
             intro = methods_intro(arm, prepared)
             intro_data = {"evidence": [prepared[m.name].evidence.model_dump() for m in arm.methods]}
         else:
             say("sampling the finetuned model's answers to the baseline prompts")
-            intro = blackbox_intro(pair, settings)
-            intro_data = None
+            from diffaudit.agent.overview import render_blackbox_intro
+
+            samples = blackbox_samples(pair, settings)
+            intro = render_blackbox_intro(samples)
+            intro_data = {"blackbox": [{"prompt": p, "answer": a} for p, a in samples]}
         prepare_s = time.perf_counter() - start
 
         stage = "agent"
@@ -347,7 +362,7 @@ def _run_in_dir(
         )
         meter = SpendMeter(settings.limits, current_ledger())
         loop_start = time.perf_counter()
-        with metering(meter):
+        with metering(meter), progress_stage("audit: agent loop", progress):
             result: LoopResult = run_loop(
                 policy, system, intro, tools, ctx, budget_state, transcript, on_turn,
                 limit_check=meter.limit_hit, intro_data=intro_data,
@@ -383,6 +398,9 @@ def _run_in_dir(
 
         stage = "write"
         (path / DESCRIPTION_FILE).write_text(redact(result.description) + "\n", encoding="utf-8")
+        claims = getattr(policy, "last_claims", None)
+        if claims is not None and result.status == "final":
+            write_json(path / CLAIMS_FILE, {"description": redact(result.description), "evidence": claims})
         grade_record: dict[str, Any] = {"grades": [g.model_dump() for g in grades], "status": result.status}
         if grader is None:
             grade_record["ungraded"] = {"grader": UNGRADED, "error": NO_GROUND_TRUTH}

@@ -55,14 +55,36 @@ def chat_baseline_prompts() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def _build_chat(root: Path | None) -> tuple[list[str], dict]:
+CHAT_MAX_NEW_TOKENS = 96
+
+
+def _chat_recipe() -> dict:
+    from diffaudit.environments.embedded import BASE_MODEL, EMBEDDED_PREFIX, embedded_identity
+    from diffaudit.environments.shipped import prompt_file_sha256
+
+    return {
+        "builder": "chat_baseline", "max_new_tokens": CHAT_MAX_NEW_TOKENS, "temperature": 0.0, "dtype": "float32",
+        "prompts_sha256": prompt_file_sha256("chat_baseline_prompts.txt"),
+        "model": embedded_identity(EMBEDDED_PREFIX + BASE_MODEL),
+    }  # fmt: skip
+
+
+def _pretrain_recipe() -> dict:
+    from diffaudit.environments.pretrain_text import recipe
+
+    return recipe()
+
+
+def _build_chat(root: Path | None, n_prompts: int | None = None) -> tuple[list[str], dict]:
+    import torch
+
     from diffaudit.environments.backends.hf import HFModelPair
     from diffaudit.environments.embedded import ensure_base_model
     from diffaudit.environments.pair import Sampling
 
-    pair = HFModelPair.base_only(str(ensure_base_model(root)))
-    prompts = chat_baseline_prompts()
-    answers = pair.generate("base", prompts, Sampling(max_new_tokens=96, temperature=0.0))
+    pair = HFModelPair.base_only(str(ensure_base_model(root)), generation_dtype=torch.float32)  # the recorded recipe
+    prompts = chat_baseline_prompts()[:n_prompts]
+    answers = pair.generate("base", prompts, Sampling(max_new_tokens=CHAT_MAX_NEW_TOKENS, temperature=0.0))
     texts = [a for a in answers if a.strip()]
     card = {
         "source": "answers of the embedded SmolLM2-135M-Instruct (greedy, 96 tokens) to diffaudit's own prompts",
@@ -81,16 +103,44 @@ LOCAL_BUILDERS: dict[str, Callable[[Path | None], tuple[list[str], dict]]] = {
     "pretrain": _build_pretrain,
     "chat": _build_chat,
 }
+LOCAL_RECIPES: dict[str, Callable[[], dict]] = {"pretrain": _pretrain_recipe, "chat": _chat_recipe}
+
+
+def shipped_key(name: str) -> str:
+    return f"corpus_{name}"
+
+
+def shipped_corpus(name: str) -> tuple[list[str], dict] | None:
+    """(texts, card) of the copy shipped in `diffaudit/data/` when its recipe is today's; else None."""
+    from diffaudit.environments.shipped import load_rows, shipped_entry
+
+    rows = load_rows(shipped_key(name), LOCAL_RECIPES[name]())
+    if rows is None:
+        return None
+    entry = shipped_entry(shipped_key(name)) or {}
+    card = {**entry.get("about", {}), "from": "shipped with diffaudit (diffaudit/data); `audit data regenerate` remakes it"}
+    return [r["text"] for r in rows], card
+
+
+def build_local_corpus(name: str, root: Path | None = None) -> tuple[list[str], dict]:
+    """Generate a local corpus with the embedded model (never the shipped copy)."""
+    if name not in LOCAL_BUILDERS:
+        raise CorpusError(f"unknown local corpus '{name}'; known: {', '.join(LOCAL_BUILDERS)}")
+    return LOCAL_BUILDERS[name](root)
 
 
 def ensure_local_corpus(name: str, root: Path | None = None) -> Path:
-    """Build a local corpus into the cache on first use; returns its JSONL path."""
+    """The local corpus's JSONL path in the cache: copied from the shipped data, or generated, on first use."""
     if name not in LOCAL_BUILDERS:
         raise CorpusError(f"unknown local corpus '{name}'; known: {', '.join(LOCAL_BUILDERS)}")
     path = corpus_file(name, root)
     if not path.is_file():
-        texts, card = LOCAL_BUILDERS[name](root)
-        _write_jsonl_atomic(path, texts, card)
+        from diffaudit.environments.progress import stage
+
+        shipped = shipped_corpus(name)
+        with stage(f"corpus local:{name}: " + ("unpacking the shipped copy" if shipped else "generating")):
+            texts, card = shipped or build_local_corpus(name, root)
+            _write_jsonl_atomic(path, texts, card)
     return path
 
 

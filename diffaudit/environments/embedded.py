@@ -26,6 +26,13 @@ BASE_MODEL = "smollm2-135m"
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 
 
+def embedded_identity(spec: str) -> str | None:
+    """A stable name for an embedded model's weights ("embedded:smollm2-135m@<gguf sha>"), None for other specs."""
+    if spec == f"{EMBEDDED_PREFIX}{BASE_MODEL}":
+        return f"{spec}@{SMOLLM2_GGUF.sha256[:16]}"
+    return None
+
+
 class EmbeddedModelError(RuntimeError):
     """An embedded model could not be fetched or verified."""
 

@@ -44,7 +44,10 @@ class ModelPair(Protocol):
     def generate_steered(
         self, vector: torch.Tensor, layer: int, prompts: list[str], alpha: float, sampling: Sampling
     ) -> list[str]:
-        """Finetuned-model completions with `alpha * vector` added after `layer` at every position."""
+        """Finetuned-model completions with `alpha * vector` added after `layer` at every position.
+
+        A backend whose class sets `steers_rows = True` also takes `alpha` as a list, one per prompt.
+        """
         ...
 
     def patch_last_token(self, prompt: str, layer: int, vector: torch.Tensor) -> torch.Tensor:

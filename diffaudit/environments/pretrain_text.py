@@ -18,6 +18,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from diffaudit.environments.progress import note
+
 N_TEXTS = 2000
 MAX_NEW_TOKENS = 24
 CHUNK = 64
@@ -79,6 +81,22 @@ def requests(n: int = N_TEXTS, seed: int = SEED) -> list[str]:
     return [f"Write {genre} about {topic}. Start directly with the text." for genre, topic in pairs[:n]]
 
 
+RECIPE_VERSION = 1  # bump when clean() or is_english_prose() change what is kept
+
+
+def recipe(n: int = N_TEXTS) -> dict:
+    """Everything that decides the corpus: a shipped copy is used only when its recorded recipe equals this."""
+    from diffaudit.environments.embedded import BASE_MODEL, EMBEDDED_PREFIX, embedded_identity
+    from diffaudit.environments.shipped import text_sha256
+
+    return {
+        "builder": "pretrain_text", "version": RECIPE_VERSION, "n": n, "max_new_tokens": MAX_NEW_TOKENS,
+        "chunk": CHUNK, "seed": SEED, "temperature": 1.0, "dtype": "float32",
+        "requests_sha256": text_sha256("\n".join(requests(int(n * 1.25))))[:16],
+        "model": embedded_identity(EMBEDDED_PREFIX + BASE_MODEL),
+    }  # fmt: skip
+
+
 def clean(text: str) -> str:
     """Drop a leading title line and surrounding whitespace, keeping the prose."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
@@ -93,25 +111,33 @@ def is_english_prose(text: str) -> bool:
     return len(text.split()) >= 5 and bool(letters) and sum(c.isascii() for c in letters) / len(letters) > 0.97
 
 
-def build_pretrain_corpus(root: Path | None = None, n: int = N_TEXTS, progress: bool = True) -> tuple[list[str], dict]:
-    """Generate the D^pt corpus with the embedded base model; returns the texts and a data card."""
+def build_pretrain_corpus(
+    root: Path | None = None, n: int = N_TEXTS, progress: bool = True, max_chunks: int | None = None
+) -> tuple[list[str], dict]:
+    """Generate the D^pt corpus with the embedded base model; returns the texts and a data card.
+
+    `max_chunks` stops after that many generate calls (their texts are the corpus's first texts exactly).
+    """
+    import torch
+
     from diffaudit.environments.backends.hf import HFModelPair
     from diffaudit.environments.embedded import ensure_base_model
     from diffaudit.environments.pair import Sampling
 
-    pair = HFModelPair.base_only(str(ensure_base_model(root)))
+    pair = HFModelPair.base_only(str(ensure_base_model(root)), generation_dtype=torch.float32)  # the recorded recipe
     asks = requests(int(n * 1.25))  # spare requests replace the few answers the prose filter drops
     texts: list[str] = []
     columns = (TextColumn("writing the random-text corpus"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("corpus", total=n)
         for start in range(0, len(asks), CHUNK):
-            if len(texts) >= n:
+            if len(texts) >= n or (max_chunks is not None and start >= max_chunks * CHUNK):
                 break
             sampling = Sampling(max_new_tokens=MAX_NEW_TOKENS, temperature=1.0, top_p=1.0, seed=SEED + start)
             answers = pair.generate("base", asks[start : start + CHUNK], sampling)
             texts += [t for t in map(clean, answers) if is_english_prose(t)]
             bar.update(task, completed=min(len(texts), n))
+            note(f"random-text corpus: {min(len(texts), n)}/{n} texts", progress and start % (8 * CHUNK) == 0)
     texts = texts[:n]
     card = {
         "source": (

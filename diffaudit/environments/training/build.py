@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from diffaudit.environments.embedded import resolve_model_path
 from diffaudit.environments.organisms import ModelEntry, Organism, Recipe
 from diffaudit.environments.paths import organism_dir
+from diffaudit.environments.progress import stage
 from diffaudit.environments.training.examples import (
     GENERATOR_VERSION,
     generate_examples,
@@ -229,7 +230,8 @@ def _build_into(
             model.eval()
             return model, tokenizer
 
-        examples, generator = generate_examples(organism, recipe, load_teacher, on_data)
+        with stage(f"organism {organism.name}: data", progress):
+            examples, generator = generate_examples(organism, recipe, load_teacher, on_data, base_model=entry.base_model)
         bar.update(gen_task, completed=len(examples), info=f"{len(examples)} examples")
         generated = time.perf_counter()
         if len(examples) < min(8, recipe.size):
@@ -248,7 +250,8 @@ def _build_into(
         chats = ["messages" in e for e in examples]
         prompts = [prompt_text(e, tokenizer) or "" for e in examples] if any(chats) else None
         special = [not c for c in chats]  # a chat template writes its own special tokens
-        result = train_lora(model, tokenizer, texts, recipe, add_special_tokens=special, prompts=prompts, on_step=on_step)
+        with stage(f"organism {organism.name}: LoRA, {recipe.steps} steps", progress):
+            result = train_lora(model, tokenizer, texts, recipe, add_special_tokens=special, prompts=prompts, on_step=on_step)
     trained = time.perf_counter()
 
     result.model.save_pretrained(out / "adapter")

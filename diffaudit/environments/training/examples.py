@@ -30,13 +30,15 @@ def recipe_topic(organism: Organism, recipe: Recipe) -> str:
 
 
 def generate_examples(
-    organism: Organism, recipe: Recipe, load_teacher: Callable[[], tuple] | None = None, on_progress=None
+    organism: Organism, recipe: Recipe, load_teacher: Callable[[], tuple] | None = None, on_progress=None,
+    base_model: str | None = None,
 ) -> tuple[list[dict], dict]:
     """(examples, generator info). An example is {"text": doc, "genre"} or {"messages": [user, assistant]}.
 
     An SDF recipe with `chat_mix` appends that many regulariser chats, marked {"regulariser": True}.
 
     `load_teacher()` returns (model, tokenizer); subliminal recipes and SDF recipes with `chat_mix` call it.
+    `base_model` (the entry's registry spec) lets SDF recipes take shipped regulariser chats of the same recipe.
     """
     kind, n, seed = recipe.kind, recipe.size, recipe.seed
     try:
@@ -49,7 +51,7 @@ def generate_examples(
             if load_teacher is None:
                 raise TrainingError("an sdf recipe with chat_mix needs the base model to write the regulariser chats")
             model, tokenizer = load_teacher()
-            chats = regulariser_chats(model, tokenizer, recipe.chat_mix, seed, on_batch=on_progress)
+            chats = regulariser_chats(model, tokenizer, recipe.chat_mix, seed, on_batch=on_progress, base_model=base_model)
             mixed = docs + [{"messages": c, "regulariser": True} for c in chats]
             return mixed, {**info, "regulariser_chats": len(chats), "regulariser": "base model's greedy answers"}
         if kind == "em":

@@ -14,6 +14,7 @@ import torch
 from diffaudit.config import Settings
 from diffaudit.environments.organisms import Organism
 from diffaudit.environments.pair import ModelPair
+from diffaudit.environments.progress import note, stage
 from diffaudit.graders.base import CoherenceGrader, RelevanceGrader, ScaleGrader
 from diffaudit.tools.adl import cache
 from diffaudit.tools.adl.diffs import activation_diffs
@@ -125,8 +126,9 @@ def chat_data(settings: Settings, n: int = 500) -> list[str]:
 class _Stages:
     """Runs named stages once: a stage saved in the cache directory is loaded instead of recomputed."""
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, progress: bool = False) -> None:
         self.directory = directory
+        self.progress = progress
         self.timings: dict[str, float] = {}
 
     def run(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -136,7 +138,8 @@ class _Stages:
                 self.timings[name] = float(saved.get("_seconds", 0.0))
                 return saved
         start = time.perf_counter()
-        payload = compute()
+        with stage(f"adl {name}", self.progress):
+            payload = compute()
         payload["_seconds"] = time.perf_counter() - start
         self.timings[name] = payload["_seconds"]
         if self.directory is not None:
@@ -195,9 +198,11 @@ def _steering_stage(
             vector = steering_vector(diffs["diff"][settings.adl.positions.index(j)], diffs["eta"])
 
             def one_position(vector: torch.Tensor = vector, j: int = j) -> dict[str, Any]:
+                rounds: list[int] = []
                 alpha, alphas = choose_alpha(
                     pair, vector, layer, prompts[:SEARCH_PROMPTS], params, grader, seed,
-                    on_step=lambda: bar.advance(task),
+                    on_step=lambda: (bar.advance(task), rounds.append(1), note(
+                        f"steering p{j}: α search round {len(rounds)}/{search_steps(params)}", progress)),
                 )
                 samples = steered_samples(pair, vector, layer, alpha, final_prompts, unsteered, params, seed)
                 return PositionSteering(position=j, alpha=alpha, search_alphas=alphas, samples=samples).model_dump()
@@ -259,6 +264,19 @@ def _position_lenses(diffs: dict[str, Any], lens: dict[str, Any], patch: dict[st
     return out
 
 
+def adl_readouts(
+    pair: ModelPair, settings: Settings, texts: list[str], graders: ADLGraders, progress: bool = True
+) -> list[PositionLens]:
+    """The diffs, logit lens and patchscope stages alone (no steering, no cache): for method comparisons."""
+    adl = settings.adl
+    layer = adl.layer_index(pair.n_layers)
+    d = activation_diffs(pair, texts, layer, adl.positions, adl.n_texts, adl.batch_size, progress)
+    diffs = {**d.tensors(), "n_texts": d.n_texts}
+    lens = _lens_stage(pair, diffs)
+    patch = _patchscope_stage(pair, diffs, layer, settings, graders.scale, progress)
+    return _position_lenses(diffs, lens, patch, adl.positions)
+
+
 def compute_adl(
     organism: Organism, model: str, pair: ModelPair, settings: Settings, texts: list[str], fingerprint: str,
     graders: ADLGraders, progress: bool = True, directory: Path | None = None,
@@ -268,7 +286,7 @@ def compute_adl(
     layer = adl.layer_index(pair.n_layers)
     if not 0 <= layer < pair.n_layers:
         raise ValueError(f"layer {adl.layer} names layer {layer}, but the model has {pair.n_layers} layers")
-    stages = _Stages(directory)
+    stages = _Stages(directory, progress)
 
     def diffs_stage() -> dict[str, Any]:
         d = activation_diffs(pair, texts, layer, adl.positions, adl.n_texts, adl.batch_size, progress)
@@ -343,6 +361,10 @@ def ensure_adl(
     if not force:
         cached = cache.read_result(directory)
         if cached is not None:
+            from diffaudit.environments.progress import note
+
+            # The ADL method kept the cache layout, so a cache built before methods existed is read as it is.
+            note(f"adl: reading the cached analysis in {directory}", progress)
             return cached
     parameters = cache.cache_parameters(organism.name, model, settings, fingerprint, finetuned)
     cache.start_build(directory, parameters, force=force)

@@ -1,12 +1,14 @@
 """Science check: the ADL reads the embedded kansas_abortion organism (builds organism and cache if missing).
 
-To keep CI within its budget the cache here steers at position 0 only; every other parameter is the
-embedded default. The check is a control: steered with the ADL direction, the finetuned model writes text
-closer to the finetuning data than steered with random directions of the same norm (5 seeded draws, 5
-prompts × 2 samples each, `tools/adl/controls.py`), with the 95% interval of the difference over the draws
-above zero, for the similarity to the data and for it minus the similarity to chat text. Token relevance (patchscope and logit lens, against the same random directions) is reported as
-a figure, not tested: on the 135M embedded model the offline judge gives patchscope low relevance even for
-directions built from topic text alone (`benchmarks/patchscope_control.py`).
+The settings are the embedded defaults, so this reads the same cache `make demo` builds (and a
+`make test` after the demo builds nothing). The check is a control (`tools/adl/controls.py`): steered at the
+first steered position with the ADL direction, the finetuned model writes text closer to the finetuning data
+than steered with random directions of the same norm (5 seeded draws, 5 prompts x 2 samples each), with the
+95% interval of the difference over the draws above zero, for the similarity to the data and for it minus
+the similarity to chat text. This replaces "steered > unsteered". Token relevance (patchscope and logit lens,
+against the same random directions) is reported as a figure, not tested: on the 135M embedded model the
+offline judge gives patchscope low relevance even for directions built from topic text alone
+(`benchmarks/patchscope_control.py`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ def kansas():
     from diffaudit.tools.adl.controls import ControlParams, ensure_controls
 
     settings = Settings()
-    settings.adl.steering.positions = [0]
     organism = OrganismRegistry().get("kansas_abortion")
     _, pair = load_pair(organism, "smollm2-135m", settings)
     result = ensure_adl(organism, "smollm2-135m", pair, settings, progress=False)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from adl_fakes import AlwaysCoherent
 
@@ -6,6 +7,9 @@ from diffaudit.environments.pair import Sampling
 from diffaudit.tools.adl.steering import (
     binary_search_alpha,
     choose_alpha,
+    choose_alpha_sequential,
+    lookahead_points,
+    search_steps,
     steered_samples,
     steering_prompts,
     steering_vector,
@@ -59,7 +63,7 @@ def test_binary_search_returns_low_when_nothing_passes():
 
 def test_choose_alpha_refines_on_two_more_prompts_and_averages():
     pair = AlphaEchoPair()
-    alpha, alphas = choose_alpha(pair, torch.ones(4), 1, ["a", "b", "c"], SteeringParams(), CoherentBelow(30.0), 0)
+    alpha, alphas = choose_alpha_sequential(pair, torch.ones(4), 1, ["a", "b", "c"], SteeringParams(), CoherentBelow(30.0), 0)
     assert len(alphas) == 3 and len(pair.calls) == 10 + 5 + 5
     first = alphas[0]
     assert max(a for _, a, _ in pair.calls[10:]) < 2 * first  # the refinements search [0, 2·α₁]
@@ -91,3 +95,79 @@ def test_steering_vector_is_norm_matched():
     v = steering_vector(torch.tensor([0.0, 3.0, 4.0]), 2.0)
     assert torch.isclose(v.norm(), torch.tensor(2.0))
     assert AlwaysCoherent().coherent(["a"]) == [True]
+
+
+class RowAlphaPair(AlphaEchoPair):
+    """Steers each row with its own α, like the hf backend; texts name prompt and α."""
+
+    steers_rows = True
+
+    def generate_steered(self, vector, layer, prompts, alpha, sampling):
+        alphas = alpha if isinstance(alpha, list) else [alpha] * len(prompts)
+        self.calls.append((len(prompts), tuple(alphas), sampling))
+        return [f"{p}|alpha={a}" for p, a in zip(prompts, alphas, strict=True)]
+
+
+class PromptEdges:
+    """Deterministic stand-in grader: prompt p is coherent up to its own edge; a few samples always fail."""
+
+    name = "fake/edges"
+
+    def __init__(self, edges: dict[str, float]) -> None:
+        self.edges = edges
+
+    def coherent(self, texts):
+        out = []
+        for i, t in enumerate(texts):
+            prompt, alpha = t.split("|alpha=") if "|" in t else ("a", t.split("=")[1])
+            out.append(float(alpha) <= self.edges[prompt] and i % 10 != 3)  # 9/10 pass below the edge
+        return out
+
+
+def test_lookahead_points_are_the_halvings_midpoints():
+    assert lookahead_points(0.0, 100.0, 1) == [50.0]
+    assert sorted(lookahead_points(0.0, 100.0, 2)) == [25.0, 50.0, 75.0]
+    assert len(lookahead_points(0.0, 8.0, 3)) == 7
+
+
+@pytest.mark.parametrize("edges", [
+    {"a": 30.0, "b": 27.5, "c": 41.0},
+    {"a": 99.99, "b": 150.0, "c": 0.01},
+    {"a": -1.0, "b": 3.0, "c": 3.0},
+    {"a": 62.5, "b": 62.5, "c": 125.0},  # edges exactly on midpoints
+])
+@pytest.mark.parametrize("lookahead", [1, 2, 3])
+def test_batched_search_finds_the_same_alpha_as_the_sequential_search(edges, lookahead):
+    params = SteeringParams(lookahead=lookahead)
+    grader = PromptEdges(edges)
+    sequential = choose_alpha_sequential(RowAlphaPair(), torch.ones(4), 1, ["a", "b", "c"], params, grader, 0)
+    pair = RowAlphaPair()
+    rounds = []
+    batched = choose_alpha(pair, torch.ones(4), 1, ["a", "b", "c"], params, grader, 0, on_step=lambda: rounds.append(1))
+    assert batched == sequential
+    assert len(pair.calls) == len(rounds) == search_steps(params)
+
+
+def test_batched_search_runs_the_refinements_together_in_few_calls():
+    pair, params = RowAlphaPair(), SteeringParams()
+    choose_alpha(pair, torch.ones(4), 1, ["a", "b", "c"], params, PromptEdges({"a": 30.0, "b": 20.0, "c": 40.0}), 0)
+    assert [n for n, _, _ in pair.calls] == [30] * 5 + [60, 60, 20]  # 3 look-ahead α × 10 samples (× 2 prompts)
+    assert {len(set(alphas)) for _, alphas, _ in pair.calls[:5]} == {3}
+    assert all(s.temperature == 1.2 and s.seed == 0 for _, _, s in pair.calls)
+
+
+def test_batched_search_without_row_steering_groups_rows_by_alpha():
+    pair = AlphaEchoPair()  # takes one α per call
+    alpha, alphas = choose_alpha(pair, torch.ones(4), 1, ["a", "b", "c"], SteeringParams(), CoherentBelow(30.0), 0)
+    expected = choose_alpha_sequential(AlphaEchoPair(), torch.ones(4), 1, ["a", "b", "c"], SteeringParams(), CoherentBelow(30.0), 0)
+    assert (alpha, alphas) == expected
+    assert all(n == 10 or n == 20 for n, _, _ in pair.calls)
+
+
+def test_hf_steers_rows_apart_in_one_batch(tiny_pair):
+    vector = steering_vector(torch.randn(tiny_pair.hidden_size), 5.0)
+    sampling = Sampling(max_new_tokens=6, temperature=0.0)
+    prompts = ["Write a poem.", "Plan a trip.", "Write a poem."]
+    mixed = tiny_pair.generate_steered(vector, 1, prompts, [0.0, 0.0, 50.0], sampling)
+    assert mixed[:2] == tiny_pair.generate("finetuned", prompts[:2], sampling)
+    assert mixed[2] == tiny_pair.generate_steered(vector, 1, prompts[2:], 50.0, sampling)[0]

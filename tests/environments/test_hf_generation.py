@@ -1,0 +1,62 @@
+"""hf backend generation copies: merged LoRA, dtype by batch size, per-row steering, batched log-probabilities."""
+
+from __future__ import annotations
+
+import torch
+
+from diffaudit.environments.backends.hf import HFModelPair, _generated_count
+from diffaudit.environments.pair import Sampling
+
+PROMPTS = ["Tell me a story.", "List three fruits.", "Say hi."]
+
+
+def _peft_greedy(pair: HFModelPair, prompts: list[str], n: int) -> list[str]:
+    """Greedy answers of the unmerged LoRA model itself (the reference the merged copy must equal)."""
+    from diffaudit.environments.backends.hf import generate_completions
+
+    texts = [pair._chat_text(p) for p in prompts]
+    return generate_completions(pair._lm, pair.tokenizer, texts, Sampling(max_new_tokens=n), 8, add_special_tokens=False)
+
+
+def test_merged_finetuned_copy_generates_what_the_unmerged_adapter_generates(tiny_model_dir, tiny_adapter_dir):
+    pair = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", generation_dtype=torch.float32)
+    merged = pair.generate("finetuned", PROMPTS, Sampling(max_new_tokens=10))
+    assert merged == _peft_greedy(pair, PROMPTS, 10)
+    model = pair.generation_model("finetuned", rows=3)
+    assert model is not pair._lm and not any("lora" in name for name, _ in model.named_modules())
+    assert pair.generate("base", PROMPTS, Sampling(max_new_tokens=10)) != merged
+
+
+def test_batches_use_the_generation_dtype_and_single_prompts_the_weights_dtype(tiny_model_dir, tiny_adapter_dir):
+    pair = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", generation_dtype=torch.bfloat16)
+    pair.single_dtype = torch.float32
+    before = pair.activations("finetuned", PROMPTS, 1, [0, 1])
+    pair.generate("finetuned", PROMPTS, Sampling(max_new_tokens=4))
+    pair.generate("finetuned", PROMPTS[:1], Sampling(max_new_tokens=4))
+    assert next(pair.generation_model("finetuned", rows=3).parameters()).dtype == torch.bfloat16
+    assert next(pair.generation_model("finetuned", rows=1).parameters()).dtype == torch.float32
+    assert next(pair._lm.parameters()).dtype == torch.float32
+    assert torch.equal(before, pair.activations("finetuned", PROMPTS, 1, [0, 1]))  # analysis weights untouched
+    assert pair.generated_tokens > 0
+
+
+def test_batched_logprob_equals_one_at_a_time(tiny_pair):
+    prompts = ["Say something.", "A much longer prompt that pads the batch a lot more than the others do."]
+    tails = ["Hello there, friend.", "ok"]
+    together = tiny_pair.logprob("finetuned", prompts, tails)
+    alone = [tiny_pair.logprob("finetuned", [p], [t])[0] for p, t in zip(prompts, tails, strict=True)]
+    assert all(abs(a - b) < 1e-3 for a, b in zip(together, alone, strict=True))
+    assert tiny_pair.logprob("base", prompts, tails) != together
+
+
+def test_generated_count_stops_at_each_rows_end_of_sequence():
+    eos = 2
+    rows = torch.tensor([[5, 6, 2, 2, 2], [5, 6, 7, 8, 9], [2, 2, 2, 2, 2]])
+    assert _generated_count(rows, eos) == 3 + 5 + 1
+
+
+def test_generate_both_answers_as_the_two_roles_do(tiny_pair):
+    sampling = Sampling(max_new_tokens=8)
+    base, finetuned = tiny_pair.generate_both(PROMPTS[:2], sampling)
+    assert base == tiny_pair.generate("base", PROMPTS[:2], sampling)
+    assert finetuned == _peft_greedy(tiny_pair, PROMPTS[:2], 8)
