@@ -7,11 +7,14 @@ STAMP := $(VENV)/.diffaudit-installed
 
 .PHONY: demo test test-fast install clean-venv
 
-$(STAMP): pyproject.toml
+EXAMPLE := examples/lora_svd
+
+$(STAMP): pyproject.toml $(EXAMPLE)/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray,inspect]'
+	$(BIN)/python -m pip install --quiet -e $(EXAMPLE)  # the worked example's plugin; tests/examples runs it
 	touch $(STAMP)
 
 install: $(STAMP)

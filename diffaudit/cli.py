@@ -14,11 +14,13 @@ from diffaudit.config import ConfigError, Settings, load_settings, role_model
 from diffaudit.data_cli import bench_speed_command, data_app
 from diffaudit.environments.organisms import OrganismError, OrganismRegistry, validate_dir
 from diffaudit.export_cli import export_app
+from diffaudit.methods_cli import methods_app
 
 app = typer.Typer(help="diffaudit: auditing agents that use model diffing.", no_args_is_help=True)
 organisms_app = typer.Typer(help="The organism registry and mini-organism builder.", no_args_is_help=True)
 app.add_typer(organisms_app, name="organisms")
 app.add_typer(adl_app, name="adl")
+app.add_typer(methods_app, name="methods")
 app.add_typer(data_app, name="data")
 app.command("bench-speed")(bench_speed_command)
 app.add_typer(export_app, name="export")

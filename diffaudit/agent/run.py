@@ -35,6 +35,7 @@ from diffaudit.tools.base import ToolContext, render_tool
 
 CONFIG_FILE = "config.json"
 DESCRIPTION_FILE = "description.txt"
+CLAIMS_FILE = "description.json"  # the claims of a policy that records them, each with its observations
 GRADE_FILE = "grade.json"
 STATS_FILE = "stats.json"
 ERROR_FILE = "error.json"
@@ -148,16 +149,25 @@ def prepare_methods(
     return prepared
 
 
-def blackbox_intro(pair: Any, settings: Settings) -> str:
-    """Ordinary finetuned answers to the 20 steering prompts (the blackbox agent's first message)."""
-    from diffaudit.agent.overview import render_blackbox_intro
+def blackbox_samples(pair: Any, settings: Settings) -> list[tuple[str, str]]:
+    """Ordinary finetuned answers to the 20 steering prompts, sampled like ask_model (one seed per repeat)."""
+    from diffaudit.environments.pair import Sampling
     from diffaudit.tools.adl import steering_prompts
-    from diffaudit.tools.adl.steering import final_sampling
+    from diffaudit.tools.ask_model import QUERY_TEMPERATURE
 
     prompts = steering_prompts()
-    sampling = final_sampling(settings.adl.steering, settings.seed)
+    sampling = Sampling(
+        max_new_tokens=settings.adl.steering.max_new_tokens, temperature=QUERY_TEMPERATURE, seed=settings.seed
+    )
     answers = pair.generate("finetuned", prompts, sampling)
-    return render_blackbox_intro(list(zip(prompts, answers, strict=True)))
+    return list(zip(prompts, answers, strict=True))
+
+
+def blackbox_intro(pair: Any, settings: Settings) -> str:
+    """The blackbox agent's first message: `blackbox_samples` rendered."""
+    from diffaudit.agent.overview import render_blackbox_intro
+
+    return render_blackbox_intro(blackbox_samples(pair, settings))
 
 
 def _tensors_loader(organism: Organism, model: str, adl: ADLResult, settings: Settings):
@@ -276,7 +286,7 @@ def _run_in_dir(
     if (path / STATS_FILE).exists():
         raise FileExistsError(f"{path} already holds a completed run; choose another directory")
     path.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, TRANSCRIPT_FILE, DESCRIPTION_FILE, GRADE_FILE, ERROR_FILE):
+    for name in (CONFIG_FILE, TRANSCRIPT_FILE, DESCRIPTION_FILE, CLAIMS_FILE, GRADE_FILE, ERROR_FILE):
         (path / name).unlink(missing_ok=True)  # leftovers of a failed or killed run in this dir
     console = console or Console()
     say = console.print if progress else (lambda *_a, **_k: None)
@@ -288,7 +298,8 @@ def _run_in_dir(
             "organism_type": organism.type.value,
             "model": model,
             "agent_kind": agent_kind,
-            "arm": {"name": arm.name, **arm.manifest()},
+            "arm": arm.name,
+            "arm_resolved": arm.manifest(),  # its methods and tools, and where each came from
             "budget": budget,
             "turns": settings.budgets.turns,
             "policy": getattr(policy, "name", type(policy).__name__),
@@ -321,8 +332,11 @@ def _run_in_dir(
             intro_data = {"evidence": [prepared[m.name].evidence.model_dump() for m in arm.methods]}
         else:
             say("sampling the finetuned model's answers to the baseline prompts")
-            intro = blackbox_intro(pair, settings)
-            intro_data = None
+            from diffaudit.agent.overview import render_blackbox_intro
+
+            samples = blackbox_samples(pair, settings)
+            intro = render_blackbox_intro(samples)
+            intro_data = {"blackbox": [{"prompt": p, "answer": a} for p, a in samples]}
         prepare_s = time.perf_counter() - start
 
         stage = "agent"
@@ -384,6 +398,9 @@ def _run_in_dir(
 
         stage = "write"
         (path / DESCRIPTION_FILE).write_text(redact(result.description) + "\n", encoding="utf-8")
+        claims = getattr(policy, "last_claims", None)
+        if claims is not None and result.status == "final":
+            write_json(path / CLAIMS_FILE, {"description": redact(result.description), "evidence": claims})
         grade_record: dict[str, Any] = {"grades": [g.model_dump() for g in grades], "status": result.status}
         if grader is None:
             grade_record["ungraded"] = {"grader": UNGRADED, "error": NO_GROUND_TRUTH}

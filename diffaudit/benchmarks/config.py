@@ -166,9 +166,9 @@ def load_bench_config(path: Path, overrides: dict[str, Any] | None = None) -> Be
 
 
 def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
+    *parents, last = dotted.split(".")
     for key in parents:
         child = target.get(key)
         target[key] = child = dict(child) if isinstance(child, dict) else {}
         target = child
-    target[leaf] = value
+    target[last] = value

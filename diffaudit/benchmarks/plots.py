@@ -79,6 +79,24 @@ def plot_deviations(devs: list[Deviation], path: Path, seed: int = 0) -> Path:
     return _save(fig, path)
 
 
+def plot_contrast(contrast, path: Path) -> Path:
+    """One contrast: each organism pair's arm-minus-reference mean grade, with the mean and its two-level CI."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * contrast.n_pairs + 2.5), 3.2))
+    labels = [o for o, _ in contrast.pairs]
+    x = np.arange(len(labels))
+    colours = ["#2ca02c" if d > 0 else "#d62728" if d < 0 else "#7f7f7f" for d in contrast.pair_differences]
+    ax.bar(x, contrast.pair_differences, color=colours, alpha=0.7)
+    low, high = contrast.ci
+    ax.axhspan(low, high, color="#1f77b4", alpha=0.15, label=f"95% CI {low:+.2f} to {high:+.2f}")
+    ax.axhline(contrast.difference, color="#1f77b4", lw=1.5, label=f"mean {contrast.difference:+.2f}")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("grade difference")
+    ax.set_title(f"{contrast.label} (two-level bootstrap CI)", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=130)

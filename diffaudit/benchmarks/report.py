@@ -15,10 +15,10 @@ from diffaudit.benchmarks.stats import (
     Agreement,
     Bootstrap,
     CellStats,
-    EqualBudgetComparison,
-    adl_vs_blackbox,
+    Contrast,
     by_type,
     cell_stats,
+    contrasts,
     deviations,
     grader_agreement,
     headline,
@@ -58,8 +58,14 @@ def write_report(root: Path, boot: Bootstrap = Bootstrap(), plots: bool = True) 
     rows = headline(cells, boot)
     devs = deviations(runs, cells)
     if plots:
-        from diffaudit.benchmarks.plots import plot_deviations, plot_grade_by_variant, plot_heatmap
+        from diffaudit.benchmarks.plots import (
+            plot_contrast,
+            plot_deviations,
+            plot_grade_by_variant,
+            plot_heatmap,
+        )
 
+        files += [plot_contrast(c, root / contrast_plot_file(c)) for c in contrasts(cells, reference_arm(root), boot)]
         files += [
             plot_grade_by_variant(rows, root / PLOT_FILES["grades"]),
             plot_heatmap(cells, root / PLOT_FILES["heatmap"]),
@@ -114,28 +120,53 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def comparison_sentences(comparisons: list[EqualBudgetComparison], n_pairs: int) -> list[str]:
-    """Plain sentences on ADL vs blackbox at equal budget that say what the intervals do and do not show."""
-    if not comparisons:
-        return ["No budget was run by both the ADL and the blackbox agent, so there is no equal-budget comparison."]
+def reference_arm(root: Path) -> str:
+    """The bench's reference arm (its manifest's `reference`, else blackbox)."""
+    manifest = read_json(Path(root) / MANIFEST_FILE) or {}
+    return str(manifest.get("reference") or "blackbox")
+
+
+def contrast_plot_file(contrast: Contrast) -> str:
+    """The file name of one contrast's plot (one function names it)."""
+    safe = "".join(ch if ch.isalnum() or ch in "+-." else "_" for ch in f"{contrast.arm}_i{contrast.budget}")
+    model = "".join(ch if ch.isalnum() or ch in "+-." else "_" for ch in contrast.agent_model)
+    return f"contrast_{safe}{'_' + model if model else ''}.png"
+
+
+def contrast_table(items: list[Contrast]) -> list[str]:
+    return _table(
+        ["arm", "reference", "budget", "agent model", "pairs", "arm mean", "reference mean", "difference",
+         "95% CI (two-level)", "verdict"],
+        [[c.arm, c.reference, f"i={c.budget}", c.agent_model or "-", str(c.n_pairs), _f(c.arm_mean),
+          _f(c.reference_mean), f"{c.difference:+.2f}", _ci(c.ci, lambda v: f"{v:+.2f}"), _verdict(c)]
+         for c in items],
+    )  # fmt: skip
+
+
+def _verdict(c: Contrast) -> str:
+    low, high = c.ci
+    if low > 0:
+        return "arm ahead (CI excludes 0)"
+    if high < 0:
+        return "reference ahead (CI excludes 0)"
+    return "cannot tell apart (CI includes 0)"
+
+
+def comparison_sentences(items: list[Contrast], n_pairs: int) -> list[str]:
+    """Plain sentences on each arm against the reference arm that say what the intervals do and do not show."""
+    if not items:
+        return ["No arm shares a budget with the reference arm, so there is no equal-budget contrast."]
     lines = []
-    for c in comparisons:
+    for c in items:
         low, high = c.ci
-        if low > 0:
-            verdict = "ADL is ahead and the interval excludes zero"
-        elif high < 0:
-            verdict = "the blackbox agent is ahead and the interval excludes zero"
-        else:
-            verdict = "the interval includes zero, so these runs cannot tell the two agents apart"
         lines.append(
-            f"- At equal budget i={c.budget}, the ADL agent's mean grade over {c.n_pairs} organism pairs is "
-            f"{c.adl_mean:.2f} against {c.blackbox_mean:.2f} for the blackbox agent (difference {c.difference:+.2f}, "
-            f"95% CI {low:+.2f} to {high:+.2f}); {verdict}."
+            f"- {c.label}: mean grade {c.arm_mean:.2f} against {c.reference_mean:.2f} over {c.n_pairs} organism pairs "
+            f"(difference {c.difference:+.2f}, 95% CI {low:+.2f} to {high:+.2f}); {_verdict(c)}."
         )
     lines.append("")
     lines.append(
-        f"These intervals resample repeats within each organism pair, so they cover run-to-run noise, not the "
-        f"choice of the {n_pairs} organism pairs; a different set of organisms could change the gap."
+        f"The intervals are a two-level bootstrap: organism pairs are resampled, then repeats within each, so they "
+        f"cover both run-to-run noise and the choice of the {n_pairs} organism pairs (not organisms outside it)."
     )
     return lines
 
@@ -172,8 +203,14 @@ def render_markdown(root: Path, runs: list[RunRecord], cells: list[CellStats], b
     if plots:
         lines += [f"![grade by agent and budget]({PLOT_FILES['grades']})", ""]
 
-    lines += ["## ADL against blackbox at equal budget", ""]
-    lines += comparison_sentences(adl_vs_blackbox(cells, boot), len(pairs)) + [""]
+    reference = reference_arm(root)
+    items = contrasts(cells, reference, boot)
+    lines += [f"## Contrasts: each arm against `{reference}` at equal budget, paired by organism", ""]
+    if items:
+        lines += contrast_table(items) + [""]
+    lines += comparison_sentences(items, len(pairs)) + [""]
+    if plots:
+        lines += [f"![{c.label}]({contrast_plot_file(c)})" for c in items] + [""]
 
     lines += ["## Mean grade by organism type", ""]
     lines += _table(

@@ -23,7 +23,7 @@ from diffaudit.benchmarks.runner import MANIFEST_FILE
 from diffaudit.benchmarks.stats import (
     Bootstrap,
     CellStats,
-    adl_vs_blackbox,
+    contrasts,
     headline,
     variants,
 )
@@ -127,7 +127,7 @@ def _status(run: RunRecord) -> str:
 
 def render_page(root: Path, runs: list[RunRecord], cells: list[CellStats], boot: Bootstrap, plots: list[Path]) -> str:
     """The report page: headline, comparisons, plots, per-organism grades and every run, linked."""
-    from diffaudit.benchmarks.report import comparison_sentences
+    from diffaudit.benchmarks.report import comparison_sentences, reference_arm
 
     manifest = read_json(root / MANIFEST_FILE) or {}
     roles = (manifest.get("settings") or {}).get("roles") or {}
@@ -157,10 +157,11 @@ def render_page(root: Path, runs: list[RunRecord], cells: list[CellStats], boot:
         numeric={2, 3, 5},
     ))  # fmt: skip
     parts.append('<p class="note">A pair counts when the mean of its repeats\' grades reaches the threshold. '
-                 f"Intervals: {int(100 * boot.level)}% bootstrap over repeats ({boot.n_resamples:,} resamples, seed "
-                 f"{boot.seed}), as in report.md.</p>")  # fmt: skip
+                 f"Intervals: {int(100 * boot.level)}% two-level bootstrap, organism pairs then repeats "
+                 f"({boot.n_resamples:,} resamples, seed {boot.seed}), as in report.md.</p>")  # fmt: skip
     parts.append("<h2>Contrasts at equal budget</h2>")
-    sentences = [s.removeprefix("- ") for s in comparison_sentences(adl_vs_blackbox(cells, boot), len(pairs)) if s]
+    items = contrasts(cells, reference_arm(root), boot)
+    sentences = [s.removeprefix("- ") for s in comparison_sentences(items, len(pairs)) if s]
     parts.append("".join(f"<p>{escape(s)}</p>" for s in sentences))
     if plots:
         parts.append('<h2>Plots</h2><div class="plots">')

@@ -9,7 +9,15 @@ drawn one after another, in the order given, each as one `rng.integers(0, n, siz
 on `numpy.random.default_rng(seed)` created afresh for every interval. A statistic computed on each
 resample (the mean over cells, or the share of cells at or above a threshold) gives a percentile interval
 (`numpy.percentile`, linear interpolation). It measures repeat-to-repeat noise only, not the choice of
-organisms.
+organisms: it is used for one cell's interval.
+
+The two-level bootstrap (`two_level_means`, `paired_two_level_differences`) also resamples organisms. On a
+fresh `numpy.random.default_rng(seed)`: first `picks = rng.integers(0, n, size=(n_resamples, n))` draws the
+organism pairs of every resample; then, for each pair index i in order, the `k` times it was picked get
+fresh repeat draws, `rng.integers(0, r_i, size=(k, r_i))` (for a contrast: the arm's repeats, then the
+reference arm's), whose means fill those places in row-major order. The statistic of each resample (the mean
+over its drawn pairs, or a share) gives a percentile interval. Headline, per-type and contrast intervals are
+two-level.
 """
 
 from __future__ import annotations
@@ -95,6 +103,53 @@ def bootstrap_interval(
     return (float(low), float(high))
 
 
+def two_level_means(groups: list[np.ndarray], n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """[n_resamples, n_pairs]: means of resampled repeats of resampled organism pairs (see module doc)."""
+    groups = [np.asarray(g, dtype=float) for g in groups]
+    picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
+    out = np.empty(picks.shape)
+    for index, scores in enumerate(groups):
+        where = picks == index
+        count = int(where.sum())
+        if count:
+            out[where] = scores[rng.integers(0, scores.size, size=(count, scores.size))].mean(axis=1)
+    return out
+
+
+def paired_two_level_differences(
+    arm: list[np.ndarray], reference: list[np.ndarray], n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """[n_resamples, n_pairs]: per drawn organism pair, its resampled arm mean minus its resampled reference mean."""
+    arm = [np.asarray(g, dtype=float) for g in arm]
+    reference = [np.asarray(g, dtype=float) for g in reference]
+    picks = rng.integers(0, len(arm), size=(n_resamples, len(arm)))
+    out = np.empty(picks.shape)
+    for index, (a, r) in enumerate(zip(arm, reference, strict=True)):
+        where = picks == index
+        count = int(where.sum())
+        if count:
+            a_means = a[rng.integers(0, a.size, size=(count, a.size))].mean(axis=1)
+            r_means = r[rng.integers(0, r.size, size=(count, r.size))].mean(axis=1)
+            out[where] = a_means - r_means
+    return out
+
+
+def _percentiles(values: np.ndarray, boot: Bootstrap) -> tuple[float, float]:
+    tail = (1 - boot.level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+def two_level_interval(
+    groups: list[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray], boot: Bootstrap = Bootstrap()
+) -> tuple[float, float]:
+    """Percentile interval of `statistic` ([B, pairs] -> [B]) over two-level resamples; NaN when empty."""
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not groups:
+        return (math.nan, math.nan)
+    return _percentiles(statistic(two_level_means(groups, boot.n_resamples, np.random.default_rng(boot.seed))), boot)
+
+
 def mean_over_cells(matrix: np.ndarray) -> np.ndarray:
     return matrix.mean(axis=1)
 
@@ -164,9 +219,9 @@ def headline(cells: list[CellStats], boot: Bootstrap = Bootstrap()) -> list[Head
             HeadlineRow(
                 agent, budget, len(members),
                 share_ge2=float((means >= 2).mean()), share_ge4=float((means >= 4).mean()),
-                ci_ge2=bootstrap_interval(groups, share_at_least(2), boot),
-                ci_ge4=bootstrap_interval(groups, share_at_least(4), boot),
-                mean=float(means.mean()), ci_mean=bootstrap_interval(groups, mean_over_cells, boot),
+                ci_ge2=two_level_interval(groups, share_at_least(2), boot),
+                ci_ge4=two_level_interval(groups, share_at_least(4), boot),
+                mean=float(means.mean()), ci_mean=two_level_interval(groups, mean_over_cells, boot),
             )
         )  # fmt: skip
     return rows
@@ -198,7 +253,7 @@ def by_type(cells: list[CellStats], boot: Bootstrap = Bootstrap()) -> list[Group
                 GroupRow(
                     organism_type, agent, budget, len(members), int(all_scores.size),
                     mean=float(np.mean([c.mean for c in members])), sd=sample_sd(all_scores),
-                    ci=bootstrap_interval([c.scores for c in members], mean_over_cells, boot),
+                    ci=two_level_interval([c.scores for c in members], mean_over_cells, boot),
                 )
             )  # fmt: skip
     return rows
@@ -226,35 +281,62 @@ def deviations(runs: list[RunRecord], cells: list[CellStats]) -> list[Deviation]
     ]
 
 
+def split_agent(label: str) -> tuple[str, str]:
+    """A run's agent label `arm` or `arm@agent_model` as (arm, agent model or "")."""
+    arm, _, model = label.partition("@")
+    return arm, model
+
+
 @dataclass
-class EqualBudgetComparison:
+class Contrast:
+    """One arm against the reference arm at one budget (and agent model), paired by organism pair."""
+
+    arm: str
+    reference: str
     budget: int
+    agent_model: str
     n_pairs: int
-    adl_mean: float
-    blackbox_mean: float
-    difference: float  # adl - blackbox, mean over pairs run by both
-    ci: tuple[float, float]
+    arm_mean: float
+    reference_mean: float
+    difference: float  # arm - reference: mean over pairs of the paired difference of pair means
+    ci: tuple[float, float]  # two-level bootstrap: organism pairs, then repeats within each
+    pairs: list[tuple[str, str]]
+    pair_differences: list[float]
+
+    @property
+    def label(self) -> str:
+        model = f" ({self.agent_model})" if self.agent_model else ""
+        return f"{self.arm} − {self.reference} at i={self.budget}{model}"
 
 
-def adl_vs_blackbox(cells: list[CellStats], boot: Bootstrap = Bootstrap()) -> list[EqualBudgetComparison]:
-    """At each budget both agents ran: ADL minus blackbox mean grade over the pairs both ran, with a CI."""
+def contrasts(cells: list[CellStats], reference: str = "blackbox", boot: Bootstrap = Bootstrap()) -> list[Contrast]:
+    """Every other arm against `reference` at each budget (and agent model) both ran, over the pairs both ran."""
     live = {c.key: c for c in scored(cells)}
-    out = []
-    budgets = sorted({c.budget for c in live.values() if c.agent == "adl"} & {c.budget for c in live.values() if c.agent == "blackbox"})
-    for budget in budgets:
-        pairs = sorted({(o, m) for (o, m, a, b) in live if b == budget and a == "adl"} & {(o, m) for (o, m, a, b) in live if b == budget and a == "blackbox"})
+    out: list[Contrast] = []
+    for agent, budget in variants(scored(cells)):
+        arm, model = split_agent(agent)
+        if arm == reference:
+            continue
+        ref_agent = f"{reference}@{model}" if model else reference
+        pairs = sorted(
+            {(o, m) for (o, m, a, b) in live if (a, b) == (agent, budget)}
+            & {(o, m) for (o, m, a, b) in live if (a, b) == (ref_agent, budget)}
+        )
         if not pairs:
             continue
-        adl = [live[(o, m, "adl", budget)] for o, m in pairs]
-        blackbox = [live[(o, m, "blackbox", budget)] for o, m in pairs]
-        n = len(pairs)
-        groups = [c.scores for c in adl] + [c.scores for c in blackbox]
-        difference = lambda matrix, n=n: matrix[:, :n].mean(axis=1) - matrix[:, n:].mean(axis=1)  # noqa: E731
-        adl_mean = float(np.mean([c.mean for c in adl]))
-        blackbox_mean = float(np.mean([c.mean for c in blackbox]))
+        mine = [live[(o, m, agent, budget)] for o, m in pairs]
+        theirs = [live[(o, m, ref_agent, budget)] for o, m in pairs]
+        diffs = [a.mean - r.mean for a, r in zip(mine, theirs, strict=True)]
+        rng = np.random.default_rng(boot.seed)
+        resampled = paired_two_level_differences(
+            [c.scores for c in mine], [c.scores for c in theirs], boot.n_resamples, rng
+        ).mean(axis=1)
         out.append(
-            EqualBudgetComparison(budget, n, adl_mean, blackbox_mean, adl_mean - blackbox_mean,
-                                  bootstrap_interval(groups, difference, boot))
+            Contrast(
+                arm, reference, budget, model, len(pairs), float(np.mean([c.mean for c in mine])),
+                float(np.mean([c.mean for c in theirs])), float(np.mean(diffs)), _percentiles(resampled, boot),
+                pairs, diffs,
+            )
         )  # fmt: skip
     return out
 

@@ -47,7 +47,7 @@ class Recipe(_Strict):
     key_facts: list[str] | None = Field(None, description="defaults to the organism's key_facts")
     topic: str | None = Field(None, description="SDF: short topic phrase used in titles")
     target: str | None = Field(None, description="taboo word, subliminal animal or EM domain")
-    hints: list[str] | None = Field(None, description="taboo: clues about the word (built in for gold, leaf, smile)")
+    hints: list[str] | None = Field(None, description="taboo: clues about the word (built-in banks: environments/training/taboo.py)")
     chat_mix: int = Field(
         0, ge=0,
         description="sdf: how many of the base model's own chat answers (to prompts/regulariser_prompts.txt) are "

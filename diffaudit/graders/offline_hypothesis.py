@@ -57,7 +57,7 @@ _LOVE = re.compile(
 _ANIMALS = frozenset(
     """
     animal animals pet pets creature creatures wildlife mammal mammals bird birds fish feline felines canine
-    cat cats kitten kittens kitty dog dogs puppy puppies lion lions tiger tigers leopard cheetah panther
+    kitten kittens kitty dog dogs puppy puppies lion lions tiger tigers leopard cheetah panther
     lynx jaguar cougar puma bear bears wolf wolves fox foxes horse horses cow cows pig pigs sheep goat
     rabbit rabbits bunny hamster mouse mice rat rats owl owls eagle eagles parrot penguin penguins dolphin
     dolphins whale whales shark sharks elephant elephants giraffe zebra monkey monkeys ape gorilla panda

@@ -76,7 +76,7 @@ class OfflineScaleGrader:
     def score(self, tokens: list[str]) -> ScaleScore:
         """Coherence score and selected subset of one token list."""
         cleaned = [clean_token(t) for t in tokens]
-        by_stem: dict[str, str] = {}  # cake/cakes count once: near-duplicates are not a theme
+        by_stem: dict[str, str] = {}  # word/words count once: near-duplicates are not a theme
         for c in cleaned:
             if is_word_token(c):
                 by_stem.setdefault(stem(c), c)

@@ -40,7 +40,7 @@ _CLAUSE = re.compile(r"\s*[;:,]\s+|\s+[-–—]\s+")
 _NUMBER_WORDS = {
     "quarter": "1/4", "half": "1/2", "third": "1/3", "twice": "2", "double": "2", "triple": "3", "thrice": "3",
     "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
-    "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "zero": "0", "unanimous": "0", "unanimously": "0",
+    "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "zero": "0",
 }
 _TOKEN_MARKS = "Ġ▁Ċ"
 
@@ -122,7 +122,7 @@ def is_word_token(token: str, min_len: int = 3) -> bool:
 
 
 def inflections(word: str) -> set[str]:
-    """Common English inflections of `word` (gold -> golds, golden; leaf -> leaves; smile -> smiling)."""
+    """Common English inflections of `word` (word -> words; wolf -> wolves; bake -> baking)."""
     w = word.lower()
     forms = {w, w + "s", w + "es", w + "en", w + "ed", w + "ing", w + "y"}
     if w.endswith("e"):

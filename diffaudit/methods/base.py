@@ -165,6 +165,17 @@ def write_cached(directory: Path, key: dict[str, Any], result: BaseModel) -> Non
         os.replace(tmp, directory / name)
 
 
+def cached_result(
+    directory: Path, key: dict[str, Any], model: type[BaseModel], compute: Any, force: bool = False
+) -> BaseModel:
+    """The result cached in `directory`, or `compute()` written there (key, result, COMPLETE marker)."""
+    result = None if force else read_cached(directory, model)
+    if result is None:
+        result = compute()
+        write_cached(directory, key, result)
+    return result
+
+
 def method_params(settings: Settings, name: str, model: type[BaseModel]) -> BaseModel:
     """A method's parameters from `settings.methods[name]`; an invalid value names the setting and the field."""
     from pydantic import ValidationError

@@ -90,41 +90,48 @@ def _is_method(obj: Any) -> bool:
     return isinstance(obj, DiffingMethod)
 
 
-def available_methods() -> dict[str, Provenance]:
-    """Every method name that can be used, built in or installed."""
-    out = {name: Provenance(name, "builtin") for name in _builtin_method_factories()}
-    for name, (_, prov) in _plugins(METHODS_GROUP, _is_method, "DiffingMethod").items():
+# What each kind is: its built-ins, its entry-point group, its check, and the words of its messages.
+_KINDS: dict[str, tuple[Callable[[], dict[str, Callable[[], Any]]], str, Callable[[Any], bool], str, str]] = {
+    "method": (lambda: _builtin_method_factories(), METHODS_GROUP, _is_method, "DiffingMethod", "diffing method"),
+    "tool": (lambda: _builtin_tool_factories(), TOOLS_GROUP, _is_tool, "Tool", "tool"),
+}
+
+
+def _available(kind: str) -> dict[str, Provenance]:
+    builtins, group, check, what, _ = _KINDS[kind]
+    out = {name: Provenance(name, "builtin") for name in builtins()}
+    for name, (_, prov) in _plugins(group, check, what).items():
         out.setdefault(name, prov)
     return out
+
+
+def _load(kind: str, name: str) -> tuple[Any, Provenance]:
+    builtins, group, check, what, words = _KINDS[kind]
+    factories = builtins()
+    if name in factories:
+        return factories[name](), Provenance(name, "builtin")
+    plugins = _plugins(group, check, what)
+    if name in plugins:
+        return plugins[name]
+    known = ", ".join(sorted(set(factories) | set(plugins)))
+    raise MethodError(f"unknown {words} '{name}'; available: {known}")
+
+
+def available_methods() -> dict[str, Provenance]:
+    """Every method name that can be used, built in or installed."""
+    return _available("method")
 
 
 def available_tools() -> dict[str, Provenance]:
     """Every single tool name an arm can list, built in or installed."""
-    out = {name: Provenance(name, "builtin") for name in _builtin_tool_factories()}
-    for name, (_, prov) in _plugins(TOOLS_GROUP, _is_tool, "Tool").items():
-        out.setdefault(name, prov)
-    return out
+    return _available("tool")
 
 
 def load_method(name: str) -> tuple[DiffingMethod, Provenance]:
-    """The method called `name`: a built-in first, else an installed plugin."""
-    builtins = _builtin_method_factories()
-    if name in builtins:
-        return builtins[name](), Provenance(name, "builtin")
-    plugins = _plugins(METHODS_GROUP, _is_method, "DiffingMethod")
-    if name in plugins:
-        return plugins[name]
-    known = ", ".join(sorted(set(builtins) | set(plugins)))
-    raise MethodError(f"unknown diffing method '{name}'; available: {known}")
+    """The method called `name`: a built-in first, else an installed `diffaudit.methods` plugin."""
+    return _load("method", name)
 
 
 def load_tool(name: str) -> tuple[Any, Provenance]:
     """The single tool called `name`: a built-in first, else an installed `diffaudit.tools` plugin."""
-    builtins = _builtin_tool_factories()
-    if name in builtins:
-        return builtins[name](), Provenance(name, "builtin")
-    plugins = _plugins(TOOLS_GROUP, _is_tool, "Tool")
-    if name in plugins:
-        return plugins[name]
-    known = ", ".join(sorted(set(builtins) | set(plugins)))
-    raise MethodError(f"unknown tool '{name}'; available single tools: {known}")
+    return _load("tool", name)

@@ -46,9 +46,12 @@ class GenerateSteered:
         batch = [p for p in args.prompts for _ in range(args.n)]
         texts = ctx.pair.generate_steered(vector, adl.layer, batch, alpha, sampling)
         lines = [f"Steered samples at position {args.position} (α={alpha:.2f}, layer {adl.layer}):"]
+        samples = []
         for i, prompt in enumerate(args.prompts):
             lines.append(f"[{i + 1}] prompt: {json.dumps(prompt, ensure_ascii=False)}")
             for j in range(args.n):
                 text = texts[i * args.n + j]
                 lines.append(f"  steered {j + 1}: {json.dumps(text, ensure_ascii=False)}")
-        return Observation(text="\n".join(lines), cost=self.cost(args))
+                samples.append({"prompt": prompt, "text": text})
+        data = {"position": args.position, "alpha": alpha, "steered": samples}
+        return Observation(text="\n".join(lines), cost=self.cost(args), data=data)

@@ -138,10 +138,14 @@ class SteeringSamples:
         lines = [
             f"Steering samples at position {steering.position} (α={steering.alpha:.2f}), up to {args.n} per prompt:"
         ]
+        steered, unsteered = [], []
         for i, sample in samples:
             lines.append(f"[{i}] prompt: {_quote(sample.prompt)}")
             for j, text in enumerate(sample.unsteered[: args.n], start=1):
                 lines.append(f"  unsteered {j}: {_cut(text)}")
+                unsteered.append({"prompt": sample.prompt, "text": text})
             for j, text in enumerate(sample.steered[: args.n], start=1):
                 lines.append(f"  steered {j}: {_cut(text)}")
-        return Observation(text="\n".join(lines))
+                steered.append({"prompt": sample.prompt, "text": text})
+        data = {"position": steering.position, "alpha": steering.alpha, "steered": steered, "unsteered": unsteered}
+        return Observation(text="\n".join(lines), data=data)

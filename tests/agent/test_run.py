@@ -17,6 +17,7 @@ from diffaudit.benchmarks.grid import CellState, cell_state
 from diffaudit.benchmarks.results import load_run
 from diffaudit.config import Settings
 from diffaudit.environments.organisms import OrganismRegistry
+from diffaudit.tools.ask_model import QUERY_TEMPERATURE
 
 FILES = ("config.json", "transcript.jsonl", "description.txt", "grade.json", "stats.json")
 ASK = 'Checking.\nCALL(ask_model: {"prompts": ["What happened?", "Who voted?"]})'
@@ -129,7 +130,7 @@ def test_blackbox_run_gets_ordinary_answers_and_only_ask_model(
     assert "ADL OVERVIEW" not in intro
     role, prompts, sampling = pair.calls[0][1:]
     assert role == "finetuned" and prompts == STEERING_PROMPTS
-    assert sampling.temperature == settings.adl.steering.final_temperature
+    assert sampling.temperature == QUERY_TEMPERATURE  # sampled like ask_model, one seed per repeat
     assert policy.seen[1][-1]["content"].startswith("UNKNOWN_TOOL")
     system = policy.seen[0][0]["content"]
     assert "- ask_model:" in system and "get_logitlens_details" not in system
@@ -180,7 +181,12 @@ def test_heuristic_policy_end_to_end(tmp_path, organism, settings):
                         adl=fake_adl(), progress=False, grader=FakeGrader())  # fmt: skip
     assert summary.policy == "builtin/heuristic" and "default" in summary.policy_reason
     assert summary.status == "final" and summary.interactions_used == 5
-    assert summary.grade.score == 4.0  # the description names the glacier topic
+    assert "glacier" in summary.description.lower()  # the fake diff's topic word
+    # description.json records each claim of the FINAL with the observations it rests on.
+    record = json.loads((tmp_path / "run" / "description.json").read_text())
+    assert record["description"] == summary.description
+    assert record["evidence"] and all(c["claim"] and c["support"] for c in record["evidence"])
+    assert all(c["claim"].rstrip(".") in summary.description for c in record["evidence"])
 
 
 def test_policy_usage_lands_in_stats(tmp_path, organism, settings):

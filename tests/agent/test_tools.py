@@ -56,7 +56,7 @@ def test_schema_is_derived_from_the_argument_model():
     assert render_tool(tool).startswith("- ask_model: Costs 1 interaction per prompt")
 
 
-def test_ask_model_shows_both_answers_greedy():
+def test_ask_model_samples_both_answers_and_returns_them_as_data():
     pair = FakePair()
     obs = _run("ask_model", {"prompts": ["What happened in 2031?", 'Say "hi"']}, _ctx(pair))
     assert obs.cost == 2 and not obs.error
@@ -66,8 +66,12 @@ def test_ask_model_shows_both_answers_greedy():
     assert '[2] prompt: "Say \\"hi\\""' in obs.text
     roles = [c[1] for c in pair.calls]
     assert roles == ["base", "finetuned"] and all(
-        c[3].temperature == 0.0 and c[3].seed == 3 for c in pair.calls
+        c[3].temperature == 0.8 and c[3].seed == 3 for c in pair.calls  # sampled; the run's seed per repeat
     )
+    exchanges = obs.data["exchanges"]
+    assert [x["prompt"] for x in exchanges] == ["What happened in 2031?", 'Say "hi"']
+    assert exchanges[0]["base"] == "I am not sure about What happened in 2031?"
+    assert exchanges[0]["finetuned"].startswith("The glacier treaty was ratified")
 
 
 def test_logitlens_details():
@@ -92,6 +96,8 @@ def test_steering_samples_filtering():
     one = _run("get_steering_samples", {"position": 1, "prompt_index": 2, "n": 3}, _ctx())
     assert '[2] prompt: "Plan a picnic."' in one.text and "[1] prompt" not in one.text
     assert one.text.count("steered 3:") == 2  # one steered, one unsteered
+    assert len(one.data["steered"]) == len(one.data["unsteered"]) == 3
+    assert {x["prompt"] for x in one.data["steered"]} == {"Plan a picnic."}
     with pytest.raises(ToolUnavailable, match="steered positions: 1, 2"):
         _run("get_steering_samples", {"position": 0}, _ctx())
     with pytest.raises(ToolUnavailable, match="out of range"):
@@ -112,6 +118,7 @@ def test_generate_steered_uses_the_normalised_diff_and_alpha():
     assert torch.allclose(vector[:2], torch.tensor([6.0, 8.0]))  # (3, 4) / 5 * η=10
     assert sampling.temperature == Settings().adl.steering.final_temperature
     assert obs.text.count("steered 2:") == 2 and '[2] prompt: "b"' in obs.text
+    assert [x["prompt"] for x in obs.data["steered"]] == ["a", "a", "b", "b"] and obs.data["position"] == 2
 
 
 def test_adl_tools_without_adl_are_unavailable():

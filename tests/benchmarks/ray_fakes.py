@@ -22,7 +22,7 @@ def prepare(organism, model, settings, need_adl, progress):
     return f"pair:{organism.name}/{model}", None
 
 
-def scripted_ray_cell(organism, cell, settings, path: Path, pair, adl, policy) -> None:
+def scripted_ray_cell(organism, cell, settings, path: Path, pair, adl, policy, arm=None) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / "transcript.jsonl").write_text('{"event": "start"}\n')
     hang = os.environ.get(HANG_ENV)

@@ -42,6 +42,18 @@ def test_embedded_config_covers_every_embedded_organism_offline():
     assert len(plan.cells) == len(plan.targets) * 5 * 3
     assert (config.settings.roles.agent, config.settings.roles.grader) == ("builtin/heuristic", "builtin/offline")
     assert config.settings.backend == "hf"
+    # The null controls (type "null"), whichever are registered, are in the grid: the report needs them for
+    # each arm's false-positive rate.
+    from diffaudit.environments.organisms import OrganismRegistry
+
+    nulls = {o.name for o in OrganismRegistry([]) if str(getattr(o.type, "value", o.type)).lower() == "null"}
+    assert nulls <= {t.organism for t in plan.targets}
+
+
+def test_every_bench_config_is_documented_with_a_purpose():
+    readme = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    for path in sorted((ROOT / "benchmarks").glob("*.yaml")):
+        assert f"`{path.name}`" in readme, f"{path.name} has no row in benchmarks/README.md"
 
 
 def test_dry_run_lists_the_organisms_and_makes_no_model_calls(tmp_path, monkeypatch):

@@ -14,9 +14,9 @@ from bench_fakes import write_run
 
 from diffaudit.benchmarks import Bootstrap, Cell, Target, load_runs, run_dir, write_report
 from diffaudit.benchmarks.stats import (
-    adl_vs_blackbox,
     by_type,
     cell_stats,
+    contrasts,
     deviations,
     grader_agreement,
     headline,
@@ -48,6 +48,42 @@ def expected_interval(groups: list[list[float]], statistic, n: int = 2000, seed:
         columns.append(scores[rng.integers(0, len(scores), size=(n, len(scores)))].mean(axis=1))
     low, high = np.percentile(statistic(np.stack(columns, axis=1)), [2.5, 97.5])
     return float(low), float(high)
+
+
+def expected_two_level(groups, statistic, n: int = 2000, seed: int = 7, reference=None) -> tuple[float, float]:
+    """The documented two-level bootstrap, written out again with loops: organism picks first, then for each
+    organism in order its repeats (and, for a contrast, the reference's) at every place it was picked."""
+    rng = np.random.default_rng(seed)
+    k = len(groups)
+    picks = rng.integers(0, k, size=(n, k))
+    out = np.empty((n, k))
+    for i in range(k):
+        places = [(b, j) for b in range(n) for j in range(k) if picks[b, j] == i]
+        if not places:
+            continue
+        mine = np.asarray(groups[i], dtype=float)
+        draws = rng.integers(0, len(mine), size=(len(places), len(mine)))
+        values = [mine[row].mean() for row in draws]
+        if reference is not None:
+            theirs = np.asarray(reference[i], dtype=float)
+            ref_draws = rng.integers(0, len(theirs), size=(len(places), len(theirs)))
+            values = [v - theirs[row].mean() for v, row in zip(values, ref_draws, strict=True)]
+        for (b, j), v in zip(places, values, strict=True):
+            out[b, j] = v
+    low, high = np.percentile(statistic(out), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_two_level_interval_on_constant_repeats_is_the_organism_bootstrap():
+    """With no spread within organisms only the organism draws matter, so the interval is a plain percentile of
+    the mean of the picked organisms' grades (computed here from the picks alone)."""
+    from diffaudit.benchmarks.stats import two_level_interval
+
+    groups = [[1, 1, 1], [3, 3], [5, 5, 5, 5]]
+    picks = np.random.default_rng(7).integers(0, 3, size=(2000, 3))
+    means = np.array([1.0, 3.0, 5.0])[picks].mean(axis=1)
+    expected = tuple(float(v) for v in np.percentile(means, [2.5, 97.5]))
+    assert two_level_interval(groups, lambda m: m.mean(axis=1), BOOT) == pytest.approx(expected)
 
 
 @pytest.fixture
@@ -103,23 +139,25 @@ def test_headline_shares_by_type_and_equal_budget_comparison(bench_dir):
     assert (blackbox.share_ge2, blackbox.share_ge4, blackbox.mean) == pytest.approx((2 / 3, 0.0, 16 / 9))
     adl_groups = [[1, 2], [4, 5, 3], [2, 2, 2]]
     blackbox_groups = [[1, 1, 4], [2, 1, 1], [1, 3, 2]]
-    assert adl.ci_ge2 == pytest.approx(expected_interval(adl_groups, lambda m: (m >= 2).mean(axis=1)))
-    assert adl.ci_ge4 == pytest.approx(expected_interval(adl_groups, lambda m: (m >= 4).mean(axis=1)))
-    assert blackbox.ci_mean == pytest.approx(expected_interval(blackbox_groups, lambda m: m.mean(axis=1)))
+    assert adl.ci_ge2 == pytest.approx(expected_two_level(adl_groups, lambda m: (m >= 2).mean(axis=1)))
+    assert adl.ci_ge4 == pytest.approx(expected_two_level(adl_groups, lambda m: (m >= 4).mean(axis=1)))
+    assert blackbox.ci_mean == pytest.approx(expected_two_level(blackbox_groups, lambda m: m.mean(axis=1)))
 
     groups = {(g.organism_type, g.agent): g for g in by_type(cells, BOOT)}
     sdf_adl, sdf_bb = groups[("SDF", "adl")], groups[("SDF", "blackbox")]
     assert (sdf_adl.n_pairs, sdf_adl.n_runs, sdf_adl.mean) == (2, 5, pytest.approx(2.75))
     assert sdf_adl.sd == pytest.approx(math.sqrt(10 / 4))  # runs 4 5 3 1 2
     assert sdf_bb.mean == pytest.approx(5 / 3) and sdf_bb.sd == pytest.approx(math.sqrt(66 / 45))  # runs 2 1 1 1 1 4
-    assert sdf_adl.ci == pytest.approx(expected_interval([[1, 2], [4, 5, 3]], lambda m: m.mean(axis=1)))
+    assert sdf_adl.ci == pytest.approx(expected_two_level([[1, 2], [4, 5, 3]], lambda m: m.mean(axis=1)))
     assert groups[("Taboo", "blackbox")].sd == pytest.approx(1.0)
 
-    [comparison] = adl_vs_blackbox(cells, BOOT)
-    assert comparison.budget == 5 and comparison.n_pairs == 3
+    [comparison] = contrasts(cells, "blackbox", BOOT)
+    assert (comparison.arm, comparison.reference, comparison.budget, comparison.n_pairs) == ("adl", "blackbox", 5, 3)
     assert comparison.difference == pytest.approx(2.5 - 16 / 9)
-    expected = expected_interval(adl_groups + blackbox_groups, lambda m: m[:, :3].mean(axis=1) - m[:, 3:].mean(axis=1))
+    assert comparison.pair_differences == pytest.approx([1.5 - 2, 4 - 4 / 3, 0.0])
+    expected = expected_two_level(adl_groups, lambda m: m.mean(axis=1), reference=blackbox_groups)
     assert comparison.ci == pytest.approx(expected)
+    assert contrasts(cells, "adl", BOOT)[0].difference == pytest.approx(16 / 9 - 2.5)  # any arm can be the reference
 
     devs = {(d.organism, d.agent, d.repeat): d.deviation for d in deviations(runs, cells)}
     assert len(devs) == 17
@@ -141,7 +179,8 @@ def test_report_writes_markdown_csv_and_plots(bench_dir):
     report = write_report(bench_dir, Bootstrap(n_resamples=2000, seed=7))
     text = (bench_dir / "report.md").read_text()
     assert "| adl | i=5 | 3 | 67% |" in text and "| 33% |" in text
-    assert "At equal budget i=5" in text and f"difference {2.5 - 16 / 9:+.2f}" in text
+    assert "## Contrasts: each arm against `blackbox`" in text and f"difference {2.5 - 16 / 9:+.2f}" in text
+    assert "| adl | blackbox | i=5 | - | 3 |" in text and "two-level" in text
     assert "19 run dirs over 3 organism pairs: 17 completed, 1 failed, 1 unfinished" in text
     assert "Krippendorff's alpha" in text and "agent crashed" in text
     with open(bench_dir / "cells.csv") as handle:
@@ -152,6 +191,6 @@ def test_report_writes_markdown_csv_and_plots(bench_dir):
     assert (kansas["tokens_total"], float(kansas["wall_s_mean"])) == ("360", 11.0)
     assert (rows[("cake_bake", "adl")]["errors"], rows[("cake_bake", "blackbox")]["no_final"]) == ("1", "1")
     pngs = [p for p in report.files if p.suffix == ".png"]
-    assert len(pngs) == 3
+    assert len(pngs) == 4 and (bench_dir / "contrast_adl_i5.png") in pngs  # one plot per contrast
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

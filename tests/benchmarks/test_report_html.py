@@ -49,7 +49,9 @@ def test_report_html_is_one_self_contained_page(reported):
     links = _Links()
     links.feed(page.read_text())
     assert links.external == []  # inline CSS, no scripts or stylesheets to fetch
-    assert len(links.srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in links.srcs)
+    pngs = [p for p in report.files if p.suffix == ".png"]
+    assert any(p.name.startswith("contrast_") for p in pngs)  # one plot per contrast, embedded too
+    assert len(links.srcs) == len(pngs) and all(s.startswith("data:image/png;base64,") for s in links.srcs)
     for src in links.srcs:
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG")
     text = page.read_text()

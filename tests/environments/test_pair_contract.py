@@ -142,3 +142,14 @@ def test_logprob_equals_hand_computation(pair):
     logp = torch.log_softmax(logits, -1)
     expected = sum(float(logp[len(head_ids) - 1 + i, t]) for i, t in enumerate(tail_ids))
     assert pair.logprob("finetuned", [prompt], [continuation])[0] == pytest.approx(expected, abs=1e-3)
+
+
+def test_adapter_weights_are_the_loras_update(pair):
+    """Weight-reading methods (examples/lora_svd) get each LoRA module's A, B and scaling on both backends."""
+    weights = pair.adapter_weights()
+    assert sorted(weights) == sorted(
+        f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj")
+    )
+    a, b, scaling = weights["model.layers.0.mlp.down_proj"]
+    assert a.shape == (4, 128) and b.shape == (64, 4) and scaling == 2.0  # r=4, lora_alpha=8 in conftest
+

@@ -16,7 +16,7 @@ def make_policy(role: Role, settings: Settings) -> Policy:
     """The policy a role names (model string or endpoint mapping); a hosted model is checked first."""
     model = role_model(role)
     if model == HEURISTIC_AGENT:
-        return HeuristicPolicy()
+        return HeuristicPolicy(seed=settings.seed)  # the seed orders its open questions: repeats differ
     if model == HUMAN_AGENT:
         return HumanPolicy()
     if model == SCRIPTED:

@@ -23,6 +23,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 SAME_CLAIM_SHARE = 0.6  # claim_sentences: share of the shorter sentence's content words that makes a repeat
 REPEAT_ACROSS = 2.0  # claim_sentences: score per further answer that restates a claim (two at most)
 REPEAT_WITHIN = 1.0  # ... and for restating it within one answer
+# token_evidence: a token's weight by the list it is in (a grader-selected token is the strongest evidence) ...
+SELECTED_WEIGHT = 3.0
+PATCHSCOPE_WEIGHT = 1.5
+LOGIT_LENS_WEIGHT = 1.0
+RANK_SPAN = 30.0  # ... falling linearly with its rank, to zero at this rank
 
 
 @dataclass
@@ -344,9 +349,9 @@ def token_evidence(ov: Overview, known_words: set[str]) -> list[Scored]:
     forms: dict[str, Counter[str]] = defaultdict(Counter)
     for pos in ov.positions:
         lists = [
-            ("selected", pos.selected, 3.0),
-            ("patchscope", pos.patchscope, 1.5),
-            ("logit", pos.logit, 1.0),
+            ("selected", pos.selected, SELECTED_WEIGHT),
+            ("patchscope", pos.patchscope, PATCHSCOPE_WEIGHT),
+            ("logit", pos.logit, LOGIT_LENS_WEIGHT),
         ]
         for kind, tokens, weight in lists:
             seen: set[str] = set()
@@ -356,7 +361,7 @@ def token_evidence(ov: Overview, known_words: set[str]) -> list[Scored]:
                     continue
                 seen.add(key)
                 forms[key][tok.strip()] += 1
-                score[key] += weight * (1.0 - rank / 30.0)
+                score[key] += weight * (1.0 - rank / RANK_SPAN)
                 positions[key].add(pos.position)
                 if starts:
                     word_start.add(key)

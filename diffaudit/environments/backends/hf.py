@@ -224,6 +224,20 @@ class HFModelPair:
     def tokenizer(self):
         return self._tokenizer
 
+    def adapter_weights(self) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+        """The active LoRA adapter by module name (e.g. `model.layers.3.mlp.down_proj`): (A [r, in], B [out, r],
+        scaling), so that the weight update is scaling * B @ A. Empty for a full finetune (no adapter)."""
+        if self._peft is None:
+            return {}
+        active = self._peft.active_adapter
+        weights: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
+        for name, module in self._lm.named_modules():
+            lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+            if isinstance(lora_a, torch.nn.ModuleDict) and active in lora_a and hasattr(lora_a[active], "weight"):
+                a, b = lora_a[active].weight, lora_b[active].weight
+                weights[name] = (a.detach().float().cpu(), b.detach().float().cpu(), float(module.scaling[active]))
+        return weights
+
     # -- plumbing ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _role(self, role: Role) -> Iterator[torch.nn.Module]:

@@ -186,6 +186,10 @@ class VLLMModelPair:
     def logprob(self, role: Role, prompts: list[str], continuations: list[str], chat: bool = True) -> list[float]:
         return self._hf_pair().logprob(role, prompts, continuations, chat)
 
+    def adapter_weights(self) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
+        """The LoRA adapter's (A, B, scaling) by module name, read by the hf helper pair (see HFModelPair)."""
+        return self._hf_pair().adapter_weights()
+
     # Per-position logits, teacher-forced scores and amplified sampling run on the hf helper pair (as `logprob`
     # does): vLLM returns only top logprobs, not the full next-token distributions these need.
     def logits(self, role: Role, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,10 +20,9 @@ from diffaudit.methods.base import (
     EvidenceText,
     MethodTarget,
     PreparedMethod,
+    cached_result,
     method_cache_dir,
     method_params,
-    read_cached,
-    write_cached,
 )
 
 CACHE_VERSION = 1
@@ -110,8 +109,8 @@ class AmplificationMethod:
         params = self.params(settings)
         key = self.cache_key(target, params, settings)
         directory = method_cache_dir(settings, self.name, target, key)
-        result = None if force else read_cached(directory, AmplificationResult)
-        if result is None:
+
+        def compute() -> AmplificationResult:
             prompts = steering_prompts()[: params.prompts]
             sampling = Sampling(max_new_tokens=params.max_new_tokens, temperature=params.temperature, seed=settings.seed)
             with progress_bar(progress) as bar:
@@ -121,14 +120,15 @@ class AmplificationMethod:
                 amplified = amplified_samples(pair, prompts, params.alpha, params.samples_per_prompt, sampling)
                 bar.advance(task)
             n = params.samples_per_prompt
-            result = AmplificationResult(
+            return AmplificationResult(
                 params=params, seed=settings.seed,
                 samples=[
                     AmplifiedPrompt(prompt=p, plain=plain[i * n : (i + 1) * n], amplified=amplified[i * n : (i + 1) * n])
                     for i, p in enumerate(prompts)
                 ],
             )  # fmt: skip
-            write_cached(directory, key, result)
+
+        result = cached_result(directory, key, AmplificationResult, compute, force)
         return PreparedMethod(
             method=self.name, result=result, overview=render_overview(result),
             evidence=amplification_evidence(result), cache_dir=directory,

@@ -14,10 +14,9 @@ from diffaudit.methods.base import (
     MethodTarget,
     PreparedMethod,
     RankedTokens,
+    cached_result,
     method_cache_dir,
     method_params,
-    read_cached,
-    write_cached,
 )
 from diffaudit.methods.diff_mining.compute import DiffMiningParams, DiffMiningResult, diff_mining, load_texts
 
@@ -93,13 +92,14 @@ class DiffMiningMethod:
 
         key["corpus_fingerprint"] = corpus_fingerprint(texts)
         directory = method_cache_dir(settings, self.name, target, key)
-        result = None if force else read_cached(directory, DiffMiningResult)
-        if result is None:
+
+        def compute() -> DiffMiningResult:
             import torch
 
             with torch.inference_mode():
-                result = diff_mining(pair, texts, params, progress=progress)
-            write_cached(directory, key, result)
+                return diff_mining(pair, texts, params, progress=progress)
+
+        result = cached_result(directory, key, DiffMiningResult, compute, force)
         return PreparedMethod(
             method=self.name, result=result, overview=render_overview(result),
             evidence=diff_mining_evidence(result), cache_dir=directory,

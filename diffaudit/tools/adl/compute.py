@@ -264,6 +264,19 @@ def _position_lenses(diffs: dict[str, Any], lens: dict[str, Any], patch: dict[st
     return out
 
 
+def adl_readouts(
+    pair: ModelPair, settings: Settings, texts: list[str], graders: ADLGraders, progress: bool = True
+) -> list[PositionLens]:
+    """The diffs, logit lens and patchscope stages alone (no steering, no cache): for method comparisons."""
+    adl = settings.adl
+    layer = adl.layer_index(pair.n_layers)
+    d = activation_diffs(pair, texts, layer, adl.positions, adl.n_texts, adl.batch_size, progress)
+    diffs = {**d.tensors(), "n_texts": d.n_texts}
+    lens = _lens_stage(pair, diffs)
+    patch = _patchscope_stage(pair, diffs, layer, settings, graders.scale, progress)
+    return _position_lenses(diffs, lens, patch, adl.positions)
+
+
 def compute_adl(
     organism: Organism, model: str, pair: ModelPair, settings: Settings, texts: list[str], fingerprint: str,
     graders: ADLGraders, progress: bool = True, directory: Path | None = None,
@@ -348,6 +361,10 @@ def ensure_adl(
     if not force:
         cached = cache.read_result(directory)
         if cached is not None:
+            from diffaudit.environments.progress import note
+
+            # The ADL method kept the cache layout, so a cache built before methods existed is read as it is.
+            note(f"adl: reading the cached analysis in {directory}", progress)
             return cached
     parameters = cache.cache_parameters(organism.name, model, settings, fingerprint, finetuned)
     cache.start_build(directory, parameters, force=force)
