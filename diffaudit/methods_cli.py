@@ -66,3 +66,7 @@ def methods_relevance(
             *[f"{row.seconds.get(t, float('nan')):.0f}" for t in timers],
         )  # fmt: skip
     console.print(table)
+    for row in rows:  # the same figures on one line each, for logs and scripts (a table folds when piped)
+        figures = " ".join(f"{k.replace(' ', '_')}={v:.3f}" for k, v in row.relevance.items())
+        times = " ".join(f"{k.split(' ')[0]}_s={v:.0f}" for k, v in row.seconds.items())
+        console.print(f"{row.organism} {figures} {times}", soft_wrap=True)

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from diffaudit.environments.embedded import resolve_model_path
 from diffaudit.environments.organisms import ModelEntry, Organism, Recipe
 from diffaudit.environments.paths import organism_dir
-from diffaudit.environments.progress import stage
+from diffaudit.environments.progress import note, stage
 from diffaudit.environments.training.examples import (
     GENERATOR_VERSION,
     generate_examples,
@@ -246,6 +246,8 @@ def _build_into(
 
         def on_step(step: int, loss: float) -> None:
             bar.update(train_task, completed=step + 1, info=f"loss {loss:.3f}")
+            note(f"organism {organism.name}: LoRA step {step + 1}/{recipe.steps}, loss {loss:.3f}",
+                 progress and (step + 1) % 10 == 0)  # fmt: skip
 
         chats = ["messages" in e for e in examples]
         prompts = [prompt_text(e, tokenizer) or "" for e in examples] if any(chats) else None
