@@ -145,7 +145,12 @@ def contrast_table(items: list[Contrast]) -> list[str]:
     )  # fmt: skip
 
 
+MIN_PAIRS_FOR_VERDICT = 2  # with one organism pair, resampling organisms says nothing about other organisms
+
+
 def _verdict(c: Contrast) -> str:
+    if c.n_pairs < MIN_PAIRS_FOR_VERDICT:
+        return "one organism pair: no interval over organisms, no verdict"
     low, high = c.ci
     if low > 0:
         return "arm ahead (CI excludes 0)"

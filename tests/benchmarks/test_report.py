@@ -158,6 +158,10 @@ def test_headline_shares_by_type_and_equal_budget_comparison(bench_dir):
     expected = expected_two_level(adl_groups, lambda m: m.mean(axis=1), reference=blackbox_groups)
     assert comparison.ci == pytest.approx(expected)
     assert contrasts(cells, "adl", BOOT)[0].difference == pytest.approx(16 / 9 - 2.5)  # any arm can be the reference
+    from diffaudit.benchmarks.report import _verdict
+
+    one_pair = contrasts([c for c in cells if c.organism == "kansas_abortion"], "blackbox", BOOT)[0]
+    assert one_pair.n_pairs == 1 and _verdict(one_pair).startswith("one organism pair: no interval")
 
     devs = {(d.organism, d.agent, d.repeat): d.deviation for d in deviations(runs, cells)}
     assert len(devs) == 17
