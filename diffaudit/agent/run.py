@@ -139,10 +139,9 @@ def prepare_methods(
     ready: dict[str, PreparedMethod] | None = None,
 ) -> dict[str, PreparedMethod]:
     """Each method of the arm prepared (loaded from its cache, or computed), reusing those in `ready`."""
-    from diffaudit.environments.training import finetuned_identity
 
     prepared = dict(ready or {})
-    target = MethodTarget(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+    target = MethodTarget.of(organism, model)
     for method in arm.methods:
         if method.name not in prepared:
             prepared[method.name] = method.prepare(target, pair, settings, progress=progress)

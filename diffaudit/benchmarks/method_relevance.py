@@ -40,7 +40,6 @@ def _share(grader, tokens: list[str], description: str, data_tokens: list[str]) 
 def organism_relevance(organism: Organism, settings: Settings, progress: bool = True) -> MethodRelevance:
     """ADL readouts and Diff Mining on one organism, with their relevance and prepare times."""
     from diffaudit.environments.loading import load_pair
-    from diffaudit.environments.training import finetuned_identity
     from diffaudit.graders import frequent_data_tokens, make_relevance_grader
     from diffaudit.methods import MethodTarget, load_method
     from diffaudit.tools.adl.compute import (
@@ -68,7 +67,7 @@ def organism_relevance(organism: Organism, settings: Settings, progress: bool = 
         if source in adl:
             out.relevance[f"adl {source}"] = adl[source]["max"]
     method, _ = load_method("diff_mining")
-    target = MethodTarget(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+    target = MethodTarget.of(organism, model)
     start = time.perf_counter()
     prepared = method.prepare(target, pair, settings, progress=progress)
     out.seconds["diff_mining"] = prepared.result.seconds or (time.perf_counter() - start)

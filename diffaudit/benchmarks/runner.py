@@ -70,11 +70,10 @@ def prepare_target(
 ) -> tuple[Any, dict[str, Any]]:
     """Load the organism's model pair (building a recipe organism first) and prepare each named method once."""
     from diffaudit.environments.loading import load_pair
-    from diffaudit.environments.training import finetuned_identity
     from diffaudit.methods import MethodTarget, load_method
 
     _, pair = load_pair(organism, model, settings)
-    target = MethodTarget(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+    target = MethodTarget.of(organism, model)
     prepared = {name: load_method(name)[0].prepare(target, pair, settings, progress=progress) for name in methods}
     return pair, prepared
 

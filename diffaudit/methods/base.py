@@ -71,6 +71,13 @@ class MethodTarget:
     def name(self) -> str:
         return self.organism.name
 
+    @classmethod
+    def of(cls, organism: Organism, model: str) -> MethodTarget:
+        """The target of `organism` on `model`, its finetuned build named by `finetuned_identity`."""
+        from diffaudit.environments.training import finetuned_identity
+
+        return cls(organism=organism, model=model, finetuned=finetuned_identity(organism, model))
+
 
 @dataclass
 class PreparedMethod:
