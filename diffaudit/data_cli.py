@@ -8,7 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-data_app = typer.Typer(help="The first-run data shipped with diffaudit (corpora, regulariser chats).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="The first-run data shipped with diffaudit (corpora, regulariser chats, the demo organism and its ADL cache).",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -19,11 +22,12 @@ def data_show() -> None:
 
     card = read_card()
     table = Table(title=f"shipped data in {data_dir()}")
-    for column in ("artifact", "rows", "sha256", "recipe"):
+    for column in ("artifact", "size", "sha256", "recipe"):
         table.add_column(column, overflow="fold")
     for key, entry in card["artifacts"].items():
-        recipe = ", ".join(f"{k}={v}" for k, v in entry["recipe"].items())
-        table.add_row(key, str(entry["n_rows"]), entry["sha256"][:16], recipe)
+        recipe = ", ".join(f"{k}={v}" for k, v in entry["recipe"].items() if k != "parameters")
+        size = f"{entry['n_rows']} rows" if "n_rows" in entry else f"{entry['n_files']} files"
+        table.add_row(key, size, entry["sha256"][:16], recipe)
     console.print(table)
 
 
@@ -53,6 +57,55 @@ def data_regenerate(
     if write:
         console.print("wrote the regenerated files and card into diffaudit/data")
     elif not all(r.matches for r in results):
+        raise typer.Exit(code=1)
+
+
+@data_app.command("pack")
+def data_pack(
+    organisms: list[str] | None = typer.Argument(None, help="organisms whose build and ADL cache ship (default: kansas_abortion)"),
+    model: str | None = typer.Option(None, "--model", "-m", help="model of the organism (default: its default model)"),
+    write: bool = typer.Option(False, "--write", help="replace the shipped archives and card (maintainers)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML settings file"),
+) -> None:
+    """Pack the cache's organism build and ADL cache (today's keys) and compare with what ships; exit 1 if they differ.
+
+    Build them first (`audit organisms build NAME`, `audit adl compute -o NAME`); `--write` replaces the
+    shipped copies in diffaudit/data and their card entries.
+    """
+    import tempfile
+
+    from diffaudit.cli import _organism_from, fail
+    from diffaudit.environments.shipped import data_dir, read_card
+    from diffaudit.environments.training import TrainingError
+    from diffaudit.environments.training.prebuilt import pack_prebuilt
+    from diffaudit.tools.adl.prebuilt import pack_prebuilt_adl
+
+    shipped = read_card()["artifacts"]
+    table = Table(title="packed from the cache vs shipped")
+    for column in ("artifact", "files", "archive MB", "sha256", "verdict"):
+        table.add_column(column, overflow="fold")
+    differs = False
+    with tempfile.TemporaryDirectory() as scratch:
+        target = data_dir() if write else Path(scratch)
+        for name in organisms or ["kansas_abortion"]:
+            settings, organism = _organism_from(name, config, None)
+            try:
+                paths = [pack_prebuilt(organism, model, settings.cache_dir, target),
+                         pack_prebuilt_adl(organism, model, settings, target)]  # fmt: skip
+            except (TrainingError, ValueError) as exc:
+                fail(str(exc))
+            packed = read_card(target)["artifacts"]
+            for path in paths:
+                key = next(k for k, e in packed.items() if e["file"] == path.name)
+                entry, before = packed[key], shipped.get(key)
+                same = before is not None and before["sha256"] == entry["sha256"]
+                differs |= not same
+                verdict = "[green]identical[/]" if same else ("[red]differs[/]" if before else "[yellow]new[/]")
+                table.add_row(key, str(entry["n_files"]), f"{path.stat().st_size / 1e6:.1f}", entry["sha256"][:16], verdict)
+    console.print(table)
+    if write:
+        console.print("wrote the packed archives and card into diffaudit/data")
+    elif differs:
         raise typer.Exit(code=1)
 
 

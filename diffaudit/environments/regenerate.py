@@ -105,7 +105,10 @@ def regenerate(
     known = {a.key: a for a in artifacts()}
     unknown = [k for k in keys or [] if k not in known]
     if unknown:
-        raise ValueError(f"unknown artifact(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise ValueError(
+            f"unknown artifact(s) {', '.join(unknown)}; known: {', '.join(known)} "
+            "(the shipped organism build and ADL cache are packed from the cache: `audit data pack`)"
+        )
     if write and first_batches:
         raise ValueError("--write needs the whole artifact; drop --first")
     out = []

@@ -10,7 +10,15 @@ import pytest
 from diffaudit.environments import corpora
 from diffaudit.environments.progress import stage, stage_timings
 from diffaudit.environments.regenerate import artifacts, regenerate
-from diffaudit.environments.shipped import ShippedDataError, data_dir, load_rows, read_card, write_rows
+from diffaudit.environments.shipped import (
+    TREE_FORMAT,
+    ShippedDataError,
+    data_dir,
+    load_rows,
+    read_card,
+    read_tree,
+    write_rows,
+)
 from diffaudit.environments.training.regulariser import regulariser_chats
 
 
@@ -19,14 +27,50 @@ def test_every_shipped_artifact_is_listed_verified_and_matches_todays_recipe():
     recipes = {a.key: a.recipe() for a in artifacts()}
     assert card["artifacts"], "diffaudit/data/card.json lists no artifacts"
     for key, entry in card["artifacts"].items():
+        if entry.get("format") == TREE_FORMAT:
+            continue  # directory artifacts: test_the_shipped_demo_organism_and_adl_cache_match_their_card
         assert entry["recipe"] == recipes[key], f"{key}: shipped recipe is stale, so it would never be used"
         rows = load_rows(key, entry["recipe"])
         assert rows is not None and len(rows) == entry["n_rows"] > 0
         assert entry["about"]["licence"]
 
 
+def test_the_shipped_demo_organism_and_adl_cache_match_their_card_and_todays_keys():
+    """Every member's sha256 as the card says, and recipes equal to what `audit run` computes today.
+
+    If this fails after a deliberate change of the recipe or the ADL defaults, the shipped copies are never
+    used again (the demo trains and computes): rebuild both in a cache and run `audit data pack --write`.
+    """
+    from diffaudit.config import Settings
+    from diffaudit.environments.organisms import OrganismRegistry
+    from diffaudit.environments.training import finetuned_identity
+    from diffaudit.environments.training.build import build_fingerprint, recipe_of
+    from diffaudit.environments.training.prebuilt import prebuilt_key, prebuilt_recipe
+    from diffaudit.tools.adl.cache import cache_parameters
+    from diffaudit.tools.adl.prebuilt import prebuilt_key as adl_key
+
+    card = read_card()["artifacts"]
+    organism = OrganismRegistry().get("kansas_abortion")
+    model, entry, recipe = recipe_of(organism, None)
+    built = card[prebuilt_key(organism.name, model)]
+    assert built["recipe"] == prebuilt_recipe(entry, build_fingerprint(organism, entry, recipe)), "stale organism"
+    files = read_tree(prebuilt_key(organism.name, model), built)
+    assert json.loads(files["data_card.json"])["fingerprint"] == built["recipe"]["fingerprint"]
+    adl = card[adl_key(organism.name, model)]
+    pretrain = [r["text"] for r in load_rows(corpora.shipped_key("pretrain"), corpora.LOCAL_RECIPES["pretrain"]())]
+    settings = Settings()
+    fingerprint = corpora.corpus_fingerprint(pretrain[: settings.adl.n_texts])
+    parameters = cache_parameters(organism.name, model, settings, fingerprint, finetuned_identity(organism, model))
+    assert adl["recipe"]["parameters"] == parameters, "stale ADL cache: today's default ADL key differs"
+    assert adl["recipe"]["adapter_sha256"] == built["files"]["adapter/adapter_model.safetensors"]
+    assert adl["recipe"]["base_model"] == built["recipe"]["base_model"]
+    assert {"result.json", "tensors.pt", "COMPLETE", "manifest.json"} <= set(read_tree(adl_key(organism.name, model), adl))
+    for entry in (built, adl):
+        assert entry["about"]["made_on"]["torch"] and entry["about"]["how_made"]
+
+
 def test_a_damaged_shipped_file_is_refused_naming_the_field(tmp_path):
-    key, entry = next(iter(read_card()["artifacts"].items()))
+    key, entry = next((k, e) for k, e in read_card()["artifacts"].items() if e.get("format") != TREE_FORMAT)
     shutil.copytree(data_dir(), tmp_path / "data")
     path = tmp_path / "data" / entry["file"]
     path.write_bytes(path.read_bytes()[:-8] + b"\0" * 8)

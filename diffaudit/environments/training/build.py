@@ -31,6 +31,7 @@ from diffaudit.environments.training.examples import (
     recipe_topic,
     training_text,
 )
+from diffaudit.environments.training.prebuilt import unpack_prebuilt
 from diffaudit.environments.training.trainer import LORA_TARGETS, TrainingError, train_lora
 from diffaudit.locking import held_lock
 
@@ -187,16 +188,11 @@ def build_organism(
             return final  # another process built it while we waited
         for stale in final.parent.glob(f".build-{final.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        reference = None
-        if recipe.kind == "random_lora":  # the matched organism is built first (its own lock)
-            matched, matched_model = matched_organism(organism, recipe)
-            reference = build_organism(matched, matched_model, root, progress=progress) / "adapter"
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{final.name}-", dir=final.parent))
         try:
-            if recipe.kind in UNTRAINED_KINDS:
-                _write_null_into(tmp, organism, model, entry, recipe, fingerprint, root, reference)
-            else:
-                _build_into(tmp, organism, model, entry, recipe, fingerprint, root, progress)
+            # A build shipped with diffaudit for exactly this fingerprint (the demo organism); never on --force.
+            if force or not unpack_prebuilt(organism, model, entry, fingerprint, tmp, progress):
+                _build_or_write(tmp, organism, model, entry, recipe, fingerprint, root, progress)
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)
@@ -204,6 +200,21 @@ def build_organism(
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _build_or_write(
+    out: Path, organism: Organism, model_name: str, entry: ModelEntry, recipe: Recipe, fingerprint: str,
+    root: Path | None, progress: bool,
+) -> None:
+    """Train the organism into `out`, or write its untrained null adapter."""
+    if recipe.kind not in UNTRAINED_KINDS:
+        _build_into(out, organism, model_name, entry, recipe, fingerprint, root, progress)
+        return
+    reference = None
+    if recipe.kind == "random_lora":  # the matched organism is built first (its own lock)
+        matched, matched_model = matched_organism(organism, recipe)
+        reference = build_organism(matched, matched_model, root, progress=progress) / "adapter"
+    _write_null_into(out, organism, model_name, entry, recipe, fingerprint, root, reference)
 
 
 def _build_into(
