@@ -554,12 +554,19 @@ def _share_cores(threads: int) -> None:
 
 
 class _Display:
-    """One rich progress bar over the grid's pending cells (silent when `enabled` is False)."""
+    """One rich progress bar over the grid's pending cells (silent when `enabled` is False).
+
+    When the console is not a terminal (a log file, CI), the bar would only appear at the end, so each
+    finished cell prints a plain line instead: its count, label, outcome, seconds and the elapsed time.
+    """
 
     def __init__(self, total: int, enabled: bool, console: Console | None) -> None:
         self.enabled = enabled
+        self.total = total
         self.ok = 0
         self.failed = 0
+        self._done = 0
+        self._start = time.perf_counter()
         self._seen: set[Cell] = set()  # cells counted from disk while their worker runs
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -583,14 +590,27 @@ class _Display:
     def describe(self, text: str) -> None:
         self._progress.update(self._task, description=text)
 
+    def _line(self, label: str, outcome: str, seconds: float | None) -> None:
+        if not self.enabled or self._progress.console.is_terminal:
+            return
+        self._done += 1
+        took = f" in {seconds:.0f} s" if seconds else ""
+        elapsed = time.perf_counter() - self._start
+        self._progress.console.print(
+            f"[{self._done}/{self.total}] {label}: {outcome}{took} (elapsed {elapsed / 60:.1f} min)", highlight=False
+        )
+
     def advance(self, result: CellResult) -> None:
         self.ok += result.ok
         self.failed += not result.ok
         if result.cell in self._seen:
             self._seen.discard(result.cell)
             self._progress.update(self._task, ok=self.ok, failed=self.failed)
+            if not result.ok:  # counted from disk as finished, then failed (grading): say so
+                self._line(result.cell.label, "failed", None)
         else:
             self._progress.update(self._task, advance=1, ok=self.ok, failed=self.failed)
+            self._line(result.cell.label, "ok" if result.ok else "failed", result.wall_s)
         if not result.ok and self.enabled:
             self._progress.console.print(f"[red]failed[/] {result.cell.label}: {result.message}")
 
@@ -601,3 +621,4 @@ class _Display:
                 if cell not in self._seen and cell_state(run_dir(job.out, cell)) is CellState.COMPLETED:
                     self._seen.add(cell)
                     self._progress.update(self._task, advance=1)
+                    self._line(cell.label, "ok", None)

@@ -273,3 +273,19 @@ def test_cells_finished_by_another_bench_after_planning_are_not_rerun(tmp_path):
               policy_factory=lambda cell: ScriptedPolicy(["ok"]))  # fmt: skip
     again = run_bench(stale, progress=False, preparer=fake_prepare, cell_runner=scripted_cell)
     assert again.completed == 0 and again.skipped == len(plan.cells)
+
+
+def test_without_a_terminal_each_finished_cell_prints_a_line(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    plan = small_plan(tmp_path)
+    log = io.StringIO()
+    run_bench(plan, progress=True, preparer=fake_prepare, cell_runner=scripted_cell, console=Console(file=log),
+              policy_factory=lambda cell: ScriptedPolicy(["ok"]))  # fmt: skip
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("[")]
+    assert len(lines) == len(plan.cells) == 8
+    assert lines[0].startswith("[1/8] ") and lines[-1].startswith("[8/8] ")
+    assert all(": ok" in line and "elapsed" in line for line in lines)
+    assert plan.cells[0].label in lines[0]

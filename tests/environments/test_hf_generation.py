@@ -60,3 +60,40 @@ def test_generate_both_answers_as_the_two_roles_do(tiny_pair):
     base, finetuned = tiny_pair.generate_both(PROMPTS[:2], sampling)
     assert base == tiny_pair.generate("base", PROMPTS[:2], sampling)
     assert finetuned == _peft_greedy(tiny_pair, PROMPTS[:2], 8)
+
+
+def test_generate_both_mixes_one_prompt_into_one_batch(tiny_pair, monkeypatch):
+    import diffaudit.environments.backends.hf as hf
+
+    calls = []
+    real = hf.generate_completions
+    monkeypatch.setattr(hf, "generate_completions", lambda *a, **k: calls.append(k.get("adapter_names")) or real(*a, **k))
+    sampling = Sampling(max_new_tokens=8)
+    base, finetuned = tiny_pair.generate_both(PROMPTS[:1], sampling)
+    assert len(calls) == 1 and calls[0] is not None and len(calls[0]) == 2  # one mixed batch: a row per role
+    assert finetuned == _peft_greedy(tiny_pair, PROMPTS[:1], 8)
+    calls.clear()
+    tiny_pair.generate_both(PROMPTS[:2], sampling)
+    assert all(names is None for names in calls)  # from two prompts the roles run as `generate` runs them
+
+
+def test_16_bit_cpu_copies_get_eager_attention_and_a_contiguous_head_input_with_the_same_answers(
+    tiny_model_dir, tiny_adapter_dir
+):
+    import copy
+
+    from diffaudit.environments.backends.hf import generate_completions
+
+    pair = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", generation_dtype=torch.bfloat16)
+    pair.single_dtype = torch.float32
+    tuned = pair.generation_model("finetuned", rows=3)
+    assert tuned.config._attn_implementation == "eager"
+    assert tuned.get_output_embeddings()._forward_pre_hooks  # the contiguous-input hook
+    plain = copy.deepcopy(pair._peft).merge_and_unload().to(torch.bfloat16).eval()  # the copy without the two fixes
+    assert plain.config._attn_implementation != "eager" and not plain.get_output_embeddings()._forward_pre_hooks
+    texts = [pair._chat_text(p) for p in PROMPTS]
+    sampling = Sampling(max_new_tokens=8)
+    expected = generate_completions(plain, pair.tokenizer, texts, sampling, 8, add_special_tokens=False)
+    assert pair.generate("finetuned", PROMPTS, sampling) == expected
+    assert pair.generation_model("finetuned", rows=1) is not tuned  # one row: float32 weights, untouched
+    assert not pair.generation_model("finetuned", rows=1).get_output_embeddings()._forward_pre_hooks
