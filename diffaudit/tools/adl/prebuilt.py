@@ -89,13 +89,14 @@ def unpack_prebuilt_adl(
                 "unpacked": datetime.now(UTC).isoformat(timespec="seconds"),
             }  # fmt: skip
             (tmp / cache.MANIFEST).write_text(json.dumps(manifest, indent=1))
-            if directory.exists():  # a half-written build of the same key
-                shutil.rmtree(directory)
-            try:
-                tmp.rename(directory)
-            except OSError:
-                if cache.read_result(directory) is None:  # another process put a complete one there: keep it
-                    raise
+            if cache.read_result(directory) is None:  # else another process has just put a complete one there
+                if directory.exists():  # a half-written build of the same key
+                    shutil.rmtree(directory)
+                try:
+                    tmp.rename(directory)
+                except OSError:
+                    if cache.read_result(directory) is None:  # not another process's complete copy either
+                        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -129,3 +129,15 @@ def test_a_damaged_shipped_cache_is_refused_naming_the_file_and_field(data, comp
         _ensure(_cache(tmp_path / "fresh"))
     assert "--force" in str(info.value) and compute.calls == 0
     assert not list((tmp_path / "fresh" / "adl").rglob(".shipped-*"))
+
+
+def test_a_half_written_cache_of_the_same_key_is_replaced_by_the_shipped_one(data, compute, tmp_path):
+    root = _cache(tmp_path / "fresh")
+    settings = tiny_settings(root)
+    _, fingerprint = adl_compute.corpus_texts(settings)
+    directory = adl_dir(_organism(), None, settings, fingerprint)
+    parameters = adl_cache.cache_parameters("ship_fact", MODEL, settings, fingerprint, finetuned_identity(_organism(), MODEL))
+    adl_cache.start_build(directory, parameters)  # a crashed build: manifest, no COMPLETE
+    adl_cache.save_stage(directory, "diffs", {"half": True})
+    assert _ensure(root).metrics["note"] == "shipped" and compute.calls == 0
+    assert adl_cache.load_stage(directory, "diffs") != {"half": True}
