@@ -217,7 +217,8 @@ def organisms_build(
     training = card.get("training")
     trained = (f"{card['n_examples']} examples, {training['steps']} steps, loss {training['first_loss']:.2f} → "
                f"{training['final_loss']:.2f}" if training else f"a {card['kind']} adapter, not trained")  # fmt: skip
-    console.print(f"[green]built[/] {organism.name} on {card['model']}: {trained}, built in {card['wall_s']['build']:.0f}s")
+    how, took = ("unpacked the shipped build", "trained elsewhere in") if card.get("from") else ("built", "built in")
+    console.print(f"[green]{how}[/] {organism.name} on {card['model']}: {trained}, {took} {card['wall_s']['build']:.0f}s")
     console.print(f"  {path}")
 
 
