@@ -142,8 +142,12 @@ def compute_controls(
 def ensure_controls(
     organism: Organism, model: str | None, pair: ModelPair, settings: Settings, params: ControlParams | None = None,
     graders=None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """The controls of the complete ADL cache for this organism and settings, computed once and kept as a stage."""
+    """The controls of the complete ADL cache for this organism and settings, computed once and kept as a stage.
+
+    `fresh` computes them even when a stage is saved (and keeps the new one): a check of this code on this
+    machine, where the cache may be a shipped copy."""
     from diffaudit.tools.adl.compute import adl_dir, chat_data, finetune_data, make_adl_graders
 
     params = params or ControlParams()
@@ -154,7 +158,7 @@ def ensure_controls(
             f"no complete ADL cache for '{organism.name}' under {directory}: run `audit adl compute` first"
         )
     saved = cache.load_stage(directory, CONTROLS_STAGE)
-    if saved is not None and saved.get("params") == params.model_dump():
+    if not fresh and saved is not None and saved.get("params") == params.model_dump():
         return saved
     try:
         texts = finetune_data(organism, model or organism.entry()[0], settings)

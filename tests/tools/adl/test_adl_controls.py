@@ -79,6 +79,9 @@ def test_controls_are_an_extra_stage_of_the_complete_cache(built, tiny_pair, mon
     ensure_controls(tiny_organism(), "tiny", tiny_pair, settings, PARAMS.model_copy(update={"draws": 4}),
                     graders=fake_graders())
     assert calls == [1]  # other parameters: recomputed
+    ensure_controls(tiny_organism(), "tiny", tiny_pair, settings, PARAMS.model_copy(update={"draws": 4}),
+                    graders=fake_graders(), fresh=True)  # fmt: skip
+    assert calls == [1, 1]  # fresh: recomputed although the same parameters are saved
 
 
 def test_controls_need_a_complete_cache(tmp_path, monkeypatch, tiny_pair):
