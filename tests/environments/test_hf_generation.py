@@ -97,3 +97,45 @@ def test_16_bit_cpu_copies_get_eager_attention_and_a_contiguous_head_input_with_
     assert pair.generate("finetuned", PROMPTS, sampling) == expected
     assert pair.generation_model("finetuned", rows=1) is not tuned  # one row: float32 weights, untouched
     assert not pair.generation_model("finetuned", rows=1).get_output_embeddings()._forward_pre_hooks
+
+
+def test_gumbel_max_draws_from_the_softmax_with_temperature_and_top_p():
+    from diffaudit.environments.backends.hf import _gumbel_chain
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]])
+    sampling = Sampling(max_new_tokens=1, temperature=0.7, top_p=1.0)
+    chain = _gumbel_chain(sampling)
+    torch.manual_seed(0)
+    draws = 20000
+    counts = torch.zeros(5)
+    for _ in range(draws // 1000):
+        scores = logits.repeat(1000, 1)
+        for step in chain:
+            scores = step(None, scores)
+        counts += torch.bincount(scores.argmax(-1), minlength=5).float()
+    expected = torch.softmax(logits[0] / 0.7, -1)
+    share = counts / draws
+    assert counts[4] == 0  # a banned token stays banned
+    assert torch.allclose(share, expected, atol=0.015), (share, expected)  # ~4 standard errors at most
+
+    nucleus = _gumbel_chain(Sampling(max_new_tokens=1, temperature=1.0, top_p=0.5))
+    scores = logits.repeat(2000, 1)
+    for step in nucleus:
+        scores = step(None, scores)
+    assert set(scores.argmax(-1).tolist()) == {0}  # top-p 0.5 keeps only the top token (probability 0.64)
+
+
+def test_16_bit_cpu_batches_sample_with_the_gumbel_rule_seeded(tiny_model_dir, tiny_adapter_dir, monkeypatch):
+    import diffaudit.environments.backends.hf as hf
+
+    seen = []
+    real = hf.generate_completions
+    monkeypatch.setattr(hf, "generate_completions", lambda *a, **k: seen.append(k.get("gumbel")) or real(*a, **k))
+    pair = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", generation_dtype=torch.bfloat16)
+    pair.single_dtype = torch.float32
+    sampled = Sampling(max_new_tokens=8, temperature=1.0, seed=3)
+    first = pair.generate("finetuned", PROMPTS, sampled)
+    assert first == pair.generate("finetuned", PROMPTS, sampled)  # seeded
+    assert first != pair.generate("finetuned", PROMPTS, sampled.model_copy(update={"seed": 4}))
+    pair.generate("finetuned", PROMPTS[:1], sampled)  # one row: float32 weights, generate's own sampling
+    assert seen == [True, True, True, False]
