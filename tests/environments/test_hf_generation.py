@@ -62,19 +62,32 @@ def test_generate_both_answers_as_the_two_roles_do(tiny_pair):
     assert finetuned == _peft_greedy(tiny_pair, PROMPTS[:2], 8)
 
 
-def test_generate_both_mixes_one_prompt_into_one_batch(tiny_pair, monkeypatch):
+def test_generate_both_mixes_a_few_prompts_into_one_batch(tiny_pair, monkeypatch):
     import diffaudit.environments.backends.hf as hf
 
     calls = []
     real = hf.generate_completions
     monkeypatch.setattr(hf, "generate_completions", lambda *a, **k: calls.append(k.get("adapter_names")) or real(*a, **k))
     sampling = Sampling(max_new_tokens=8)
-    base, finetuned = tiny_pair.generate_both(PROMPTS[:1], sampling)
-    assert len(calls) == 1 and calls[0] is not None and len(calls[0]) == 2  # one mixed batch: a row per role
-    assert finetuned == _peft_greedy(tiny_pair, PROMPTS[:1], 8)
+    base, finetuned = tiny_pair.generate_both(PROMPTS[:2], sampling)
+    assert len(calls) == 1 and calls[0] == ["__base__"] * 2 + [tiny_pair._peft.active_adapter] * 2  # a row per role
+    assert finetuned == _peft_greedy(tiny_pair, PROMPTS[:2], 8)
     calls.clear()
-    tiny_pair.generate_both(PROMPTS[:2], sampling)
-    assert all(names is None for names in calls)  # from two prompts the roles run as `generate` runs them
+    tiny_pair.generate_both(["Say hi."] * (hf.MIXED_MAX_PROMPTS + 1), sampling)
+    assert calls and all(names is None for names in calls)  # more prompts: the roles run as `generate` runs them
+
+
+def test_the_mixed_batch_runs_on_a_16_bit_copy_of_the_lora_model(tiny_model_dir, tiny_adapter_dir):
+    pair = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", generation_dtype=torch.bfloat16)
+    mixed = pair.mixed_model()
+    assert mixed is not pair._peft and next(mixed.parameters()).dtype == torch.bfloat16
+    assert any("lora" in name for name, _ in mixed.named_modules())  # unmerged: rows choose the adapter
+    assert next(pair._peft.parameters()).dtype == torch.float32  # the analysis weights are untouched
+    assert pair.mixed_model() is mixed  # made once
+    base, finetuned = pair.generate_both(PROMPTS[:2], Sampling(max_new_tokens=6))
+    assert len(base) == len(finetuned) == 2
+    same = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", generation_dtype=torch.float32)
+    assert same.mixed_model() is same._peft  # float32 generation: no copy
 
 
 def test_16_bit_cpu_copies_get_eager_attention_and_a_contiguous_head_input_with_the_same_answers(

@@ -114,11 +114,13 @@ def test_token_logprobs_under_identical_models_differ_nowhere(base_only_pair):
 # -- generate_amplified ---------------------------------------------------------------------------
 def test_amplified_alpha_zero_is_finetuned_sampling(tiny_pair, monkeypatch):
     monkeypatch.setattr(tiny_pair, "batch_size", 2)
+    monkeypatch.setattr(tiny_pair, "generation_dtype", torch.float32)  # generate's own sampling, as amplification's
     assert tiny_pair.generate_amplified(PROMPTS, 0.0, SAMPLING) == tiny_pair.generate("finetuned", PROMPTS, SAMPLING)
 
 
 def test_amplified_alpha_minus_one_is_base_sampling(tiny_pair, monkeypatch):
     monkeypatch.setattr(tiny_pair, "batch_size", 2)
+    monkeypatch.setattr(tiny_pair, "generation_dtype", torch.float32)  # generate's own sampling, as amplification's
     base = tiny_pair.generate("base", PROMPTS, SAMPLING)
     assert base != tiny_pair.generate("finetuned", PROMPTS, SAMPLING)
     assert tiny_pair.generate_amplified(PROMPTS, -1.0, SAMPLING) == base
@@ -135,7 +137,8 @@ def test_amplification_changes_samples(tiny_pair):
     assert amplified != tiny_pair.generate("base", PROMPTS, SAMPLING)
 
 
-def test_amplified_on_identical_models_is_plain_sampling(base_only_pair):
+def test_amplified_on_identical_models_is_plain_sampling(base_only_pair, monkeypatch):
+    monkeypatch.setattr(base_only_pair, "generation_dtype", torch.float32)  # generate's own sampling
     assert base_only_pair.generate_amplified(PROMPTS[:2], 3.0, SAMPLING) == base_only_pair.generate(
         "finetuned", PROMPTS[:2], SAMPLING
     )

@@ -27,7 +27,10 @@ import torch
 from diffaudit.environments.chat import chat_text
 from diffaudit.environments.pair import Role, Sampling
 
-MIXED_MAX_PROMPTS = 1  # generate_both: prompts up to which both roles share one float32 batch on CPU
+# generate_both: prompts up to which both roles share one mixed batch on CPU. Measured idle on this project's
+# 2-core CPU (bfloat16, 96 tokens, 2 threads), mixed against two separate batches: 2 prompts 42.2 against 39.7
+# tokens/s, 3 prompts 56.0 against 48.0, 5 prompts 89.7 against 82.0. Not measured beyond 5 prompts.
+MIXED_MAX_PROMPTS = 8
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -160,7 +163,7 @@ def _is_16_bit(model: torch.nn.Module) -> bool:
     return next(model.parameters()).dtype in (torch.bfloat16, torch.float16)
 
 
-def _tune_for_cpu_batches(model: torch.nn.Module) -> None:
+def _tune_for_cpu_batches(model: torch.nn.Module, eager: bool = True) -> None:
     """Two fixes for a 16-bit generation copy on CPU, found with torch.profiler on a 64-row batch.
 
     - `generate` feeds the head the last position's hidden states, a strided slice. matmul then broadcasts
@@ -175,7 +178,7 @@ def _tune_for_cpu_batches(model: torch.nn.Module) -> None:
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is not None:
         head.register_forward_pre_hook(_contiguous_input)
-    if hasattr(model, "set_attn_implementation"):
+    if eager and hasattr(model, "set_attn_implementation"):
         with contextlib.suppress(ValueError, AttributeError):
             model.set_attn_implementation("eager")
 
@@ -458,24 +461,40 @@ class HFModelPair:
     def generate_both(self, prompts: list[str], sampling: Sampling, chat: bool = True) -> tuple[list[str], list[str]]:
         """(base answers, finetuned answers) to the same prompts.
 
-        With a LoRA on CPU and one prompt (decoding is then bound by reading the weights), both roles run
-        as one mixed batch on the shared float32 weights, the row with the adapter and the row without,
-        so the weights are read once per step for both answers. Otherwise the two roles run as `generate`
-        runs them: from two prompts, two 16-bit batches were as fast or faster on this 2-core CPU (128
-        tokens, 1 thread: 2 prompts 34.0 against 34.7 tokens/s, 3 prompts 44.8 against 49.1, 5 prompts
-        54 against 71).
+        With a LoRA on CPU and up to MIXED_MAX_PROMPTS prompts, both roles run as one mixed batch, each row
+        with or without the adapter, so the weights are read once per step for both answers. The batch
+        runs on a copy of the LoRA model in `generation_dtype` (`mixed_model`). Otherwise the two roles
+        run as `generate` runs them.
         """
         if self._peft is None or self.device != "cpu" or len(prompts) > MIXED_MAX_PROMPTS:
             return self.generate("base", prompts, sampling, chat), self.generate("finetuned", prompts, sampling, chat)
         texts = [self._chat_text(p) for p in prompts] if chat else list(prompts)
         names = ["__base__"] * len(texts) + [self._peft.active_adapter] * len(texts)
         counts: list[int] = []
+        model = self.mixed_model()
         out = generate_completions(
-            self._peft, self._tokenizer, texts + texts, sampling, self.batch_size, add_special_tokens=not chat,
-            counts=counts, adapter_names=names,
+            model, self._tokenizer, texts + texts, sampling, self.batch_size, add_special_tokens=not chat,
+            counts=counts, adapter_names=names, gumbel=_is_16_bit(model),
         )  # fmt: skip
         self.generated_tokens += sum(counts)
         return out[: len(texts)], out[len(texts) :]
+
+    def mixed_model(self) -> torch.nn.Module:
+        """The LoRA model (adapter unmerged) that `generate_both` runs, in `generation_dtype`: the float32
+        weights themselves when that is their dtype, else a copy made on first use (about 270 MB in bfloat16
+        for SmolLM2). Decoding a few rows is bound by reading the weights, and on this project's CPU
+        (AVX512-BF16) the bfloat16 copy was 1.43x faster for one prompt (128 tokens, 2 threads, idle:
+        10.9 s against 15.5 s)."""
+        if self.generation_dtype == self.dtype:
+            return self._peft
+        key = f"mixed/{self.generation_dtype}"
+        if key not in self._generators:
+            import copy
+
+            mixed = copy.deepcopy(self._peft).to(self.generation_dtype).eval()
+            _tune_for_cpu_batches(mixed.get_base_model(), eager=False)  # eager attention measured no faster here
+            self._generators[key] = mixed
+        return self._generators[key]
 
     def generate_steered(
         self, vector: torch.Tensor, layer: int, prompts: list[str], alpha: float | Sequence[float], sampling: Sampling
