@@ -280,10 +280,14 @@ def render_markdown(root: Path, runs: list[RunRecord], cells: list[CellStats], b
     lines += [
         "## Method",
         "",
-        f"Intervals are {int(100 * boot.level)}% percentile bootstrap intervals over repeats: {boot.n_resamples:,} "
-        f"resamples, seed {boot.seed}; in each resample every cell's repeats are redrawn with replacement and the "
-        "statistic (mean over pairs, or share of pairs at a threshold) is recomputed. Only completed runs are scored; "
-        "a run that ended without FINAL counts with the grade it was given. See `diffaudit.benchmarks.stats`.",
+        f"Intervals are {int(100 * boot.level)}% percentile bootstrap intervals, {boot.n_resamples:,} resamples, seed "
+        f"{boot.seed}. Over several organism pairs (headline, types, false-positive rates, contrasts) the bootstrap "
+        "has two levels: each resample draws the organism pairs with replacement, then each drawn pair's repeats, and "
+        "recomputes the statistic (mean over pairs, share of pairs at a threshold, or a paired difference). So the "
+        "intervals cover both run-to-run noise and the choice of these organism pairs, not organisms outside them; "
+        "with one pair they cover repeats only. A single cell's interval (`cells.csv`) resamples its repeats. Only "
+        "completed runs are scored; a run that ended without FINAL counts with the grade it was given. See "
+        "`diffaudit.benchmarks.stats`.",
         "",
     ]
     return "\n".join(lines)

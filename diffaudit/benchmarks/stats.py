@@ -419,8 +419,9 @@ def false_positive_rates(runs: list[RunRecord], boot: Bootstrap = Bootstrap()) -
     """Per agent and budget: the share of null-organism runs graded as making a specific narrow claim.
 
     A run counts when it completed with a FINAL (a run without FINAL claims nothing); its claim is its primary
-    grade < CLAIM_BELOW (offline: `graders.offline_hypothesis.null_claim`; LLM: rubric_null.txt). The interval
-    resamples each null cell's runs, as for grades.
+    grade < CLAIM_BELOW (offline: `graders.offline_hypothesis.null_claim`; LLM: rubric_null.txt). The rate is the
+    mean over null pairs of each pair's share of claiming runs (as grades are averaged over pairs); the interval
+    is the two-level bootstrap: null pairs resampled, then the runs within each.
     """
     cells: dict[tuple[str, int], dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -431,7 +432,7 @@ def false_positive_rates(runs: list[RunRecord], boot: Bootstrap = Bootstrap()) -
         groups = [np.array(v) for v in cells[(agent, budget)].values()]
         claims = np.concatenate(groups)
         rows.append(FalsePositiveRow(
-            agent, budget, len(groups), int(claims.size), int(claims.sum()), float(claims.mean()),
-            bootstrap_interval(groups, mean_over_cells, boot),
+            agent, budget, len(groups), int(claims.size), int(claims.sum()),
+            float(np.mean([g.mean() for g in groups])), two_level_interval(groups, mean_over_cells, boot),
         ))  # fmt: skip
     return rows

@@ -216,7 +216,9 @@ def test_false_positive_rate_on_null_organisms(tmp_path):
     rows = {r.agent: r for r in false_positive_rates(runs, BOOT)}
     assert (rows["adl"].n_pairs, rows["adl"].n_runs, rows["adl"].n_claims) == (2, 6, 3)
     assert rows["adl"].rate == pytest.approx(0.5)
-    assert rows["adl"].ci == pytest.approx(expected_interval([[0, 1, 0], [1, 1, 0]], lambda m: m.mean(axis=1)))
+    groups = [[0, 1, 0], [1, 1, 0]]
+    assert rows["adl"].ci == pytest.approx(expected_two_level(groups, lambda m: m.mean(axis=1)))  # pairs, then runs
+    assert rows["adl"].ci != pytest.approx(expected_interval([[0, 1, 0], [1, 1, 0]], lambda m: m.mean(axis=1)))
     assert (rows["blackbox"].n_runs, rows["blackbox"].n_claims, rows["blackbox"].rate) == (5, 0, 0.0)
     report = write_report(root, BOOT, plots=False)
     text = (root / "report.md").read_text()
