@@ -217,7 +217,8 @@ def render_markdown(root: Path, runs: list[RunRecord], cells: list[CellStats], b
     lines += [f"## Contrasts: each arm against `{reference}` at equal budget, paired by organism", ""]
     if items:
         lines += contrast_table(items) + [""]
-    lines += comparison_sentences(items, len(pairs)) + [""]
+    narrow_pairs = {(c.organism, c.model) for c in narrow_cells(cells)}  # contrasts leave the null controls out
+    lines += comparison_sentences(items, len(narrow_pairs)) + [""]
     if plots:
         lines += [f"![{c.label}]({contrast_plot_file(c)})" for c in items] + [""]
 

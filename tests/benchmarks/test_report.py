@@ -225,3 +225,4 @@ def test_false_positive_rate_on_null_organisms(tmp_path):
     assert "## False-positive rate on null organisms" in text and "| adl | i=5 | 2 | 6 | 3 | 50%" in text
     # the headline leaves the nulls out: one pair (kansas) per agent
     assert "| adl | i=5 | 1 |" in text and report.cells
+    assert "the choice of the 1 organism pairs" in text  # the contrasts' pairs, nulls left out (3 pairs in all)
