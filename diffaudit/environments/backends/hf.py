@@ -338,7 +338,7 @@ class HFModelPair:
             model = self._lm  # on a GPU the unmerged adapter costs little; a copy would double memory
         else:
             model = self._peft_copy(merge=role == "finetuned", dtype=dtype)
-        if self.device == "cpu" and dtype in (torch.bfloat16, torch.float16) and not isinstance(model, _AdapterOff):
+        if not isinstance(model, _AdapterOff) and self._cpu_16_bit(model):
             _tune_for_cpu_batches(model)
         self._generators[key] = model
         return model
@@ -442,7 +442,7 @@ class HFModelPair:
         counts: list[int] = []
         out = generate_completions(
             model, self._tokenizer, texts, sampling, self.batch_size, add_special_tokens=not chat, counts=counts,
-            gumbel=self.device == "cpu" and _is_16_bit(model),
+            gumbel=self._cpu_16_bit(model),
         )  # fmt: skip
         self.generated_tokens += sum(counts)
         return out
@@ -474,10 +474,14 @@ class HFModelPair:
         model = self.mixed_model()
         out = generate_completions(
             model, self._tokenizer, texts + texts, sampling, self.batch_size, add_special_tokens=not chat,
-            counts=counts, adapter_names=names, gumbel=_is_16_bit(model),
+            counts=counts, adapter_names=names, gumbel=self._cpu_16_bit(model),
         )  # fmt: skip
         self.generated_tokens += sum(counts)
         return out[: len(texts)], out[len(texts) :]
+
+    def _cpu_16_bit(self, model: torch.nn.Module) -> bool:
+        """A 16-bit model on CPU: where the head and attention fixes and Gumbel-max sampling apply."""
+        return self.device == "cpu" and _is_16_bit(model)
 
     def mixed_model(self) -> torch.nn.Module:
         """The LoRA model (adapter unmerged) that `generate_both` runs, in `generation_dtype`: the float32
