@@ -140,9 +140,16 @@ def bench_speed_command(
         f"batch {report.batch_limit_tokens_s:.0f} tokens/s (matmul throughput / FLOPs per token)"
     )
     table = Table(title="generate on this machine (a loaded machine lowers limits and rates alike)")
-    for column in ("what", "rows", "tokens", "seconds", "tokens/s", "limit", "ratio"):
+    for column in ("what", "rows", "tokens", "s", "tok/s", "ratio", "decode tok/s", "decode ratio", "limit"):
         table.add_column(column, justify="right")
     for row in report.rows:
         table.add_row(row.what, str(row.rows), str(row.tokens), f"{row.seconds:.1f}", f"{row.tokens_s:.1f}",
-                      f"{row.limit_tokens_s:.0f}", f"{row.ratio:.0%}")  # fmt: skip
+                      f"{row.ratio:.0%}", f"{row.decode_tokens_s:.1f}", f"{row.decode_ratio:.0%}",
+                      f"{row.limit_tokens_s:.0f}")  # fmt: skip
     console.print(table)
+    prompt = report.rows[0].prompt_tokens if report.rows else 0
+    console.print(
+        f"tokens/s: whole calls, each row's {prompt}-token prompt included; decode: the steps after the first token "
+        "(the whole call less a one-token call). The limits count generated tokens only; a whole call also "
+        "computes every row's prompt, so its ratio understates how close the kernels run to the limit."
+    )

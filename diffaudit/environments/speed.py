@@ -35,10 +35,16 @@ class MachineLimits(BaseModel):
 
 
 class RateRow(BaseModel):
+    """One timed `generate` call. `seconds` covers the whole call; `first_token_seconds` a call of the same
+    prompts for one new token (the prompt's forward pass, the prefill), so that the decoding steps alone run
+    at (tokens - rows) / (seconds - first_token_seconds)."""
+
     what: str  # "base" | "finetuned" | "steered"
     rows: int
+    prompt_tokens: int = 0  # per row
     tokens: int
     seconds: float
+    first_token_seconds: float = 0.0
     limit_tokens_s: float
 
     @property
@@ -48,6 +54,15 @@ class RateRow(BaseModel):
     @property
     def ratio(self) -> float:
         return self.tokens_s / self.limit_tokens_s if self.limit_tokens_s else 0.0
+
+    @property
+    def decode_tokens_s(self) -> float:
+        steps = self.seconds - self.first_token_seconds
+        return (self.tokens - self.rows) / steps if steps > 0 and self.tokens > self.rows else 0.0
+
+    @property
+    def decode_ratio(self) -> float:
+        return self.decode_tokens_s / self.limit_tokens_s if self.limit_tokens_s else 0.0
 
 
 class SpeedReport(BaseModel):
@@ -120,23 +135,28 @@ def generation_rates(
     pair, vector: torch.Tensor, layer: int, single_limit: float, batch_limit: float,
     batch: int = 64, single_tokens: int = 48, batch_tokens: int = 32,
 ) -> list[RateRow]:
-    """Tokens/s of `generate` (base, finetuned) and `generate_steered`, for one sequence and for `batch` rows."""
+    """Tokens/s of `generate` (base, finetuned) and `generate_steered`, for one sequence and for `batch` rows:
+    whole calls, and the decoding steps alone (the whole call less a one-token call of the same prompts)."""
     cases = [
         _Case("base", lambda p, s: pair.generate("base", p, s)),
         _Case("finetuned", lambda p, s: pair.generate("finetuned", p, s)),
         _Case("steered", lambda p, s: pair.generate_steered(vector, layer, p, 4.0, s)),
     ]
     rows: list[RateRow] = []
+    prompt_tokens = len(pair.tokenizer(pair._chat_text(PROMPT), add_special_tokens=False)["input_ids"])
     for n, tokens, limit in ((1, single_tokens, single_limit), (batch, batch_tokens, batch_limit)):
         sampling = Sampling(max_new_tokens=tokens, temperature=1.0, seed=0)
         for case in cases:
             case.run([PROMPT] * n, Sampling(max_new_tokens=2, seed=0))  # builds the generation copy; warms up
+            start = time.perf_counter()
+            case.run([PROMPT] * n, Sampling(max_new_tokens=1, seed=0))
+            first = time.perf_counter() - start
             before = pair.generated_tokens
             start = time.perf_counter()
             case.run([PROMPT] * n, sampling)
             seconds = time.perf_counter() - start
-            rows.append(RateRow(what=case.what, rows=n, tokens=pair.generated_tokens - before, seconds=seconds,
-                                limit_tokens_s=limit))  # fmt: skip
+            rows.append(RateRow(what=case.what, rows=n, prompt_tokens=prompt_tokens, tokens=pair.generated_tokens - before,
+                                seconds=seconds, first_token_seconds=first, limit_tokens_s=limit))  # fmt: skip
     return rows
 
 

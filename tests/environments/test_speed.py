@@ -29,5 +29,7 @@ def test_bench_speed_reports_limits_rates_and_ratios(tiny_pair, monkeypatch):
     for row in report.rows:
         assert 0 < row.tokens <= row.rows * (6 if row.rows == 1 else 4)
         assert row.ratio == row.tokens_s / row.limit_tokens_s > 0
+        assert 0 < row.first_token_seconds < row.seconds and row.prompt_tokens > 5
+        assert row.decode_tokens_s == (row.tokens - row.rows) / (row.seconds - row.first_token_seconds)
     assert report.rows[3].limit_tokens_s == report.batch_limit_tokens_s
     assert torch.get_num_threads() == report.machine.threads

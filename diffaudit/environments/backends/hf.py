@@ -8,11 +8,15 @@ Generation runs on generation copies, made on first use: on CPU the finetuned co
 merged into its weights (no extra adapter matmuls and peft dispatch per step; on a GPU, where that
 overhead is small and memory is not, the adapter stays unmerged). Batches (more than one prompt)
 run in `generation_dtype`: bfloat16 on a GPU or on a CPU with native bfloat16, where it doubles matmul
-throughput. One prompt runs in `single_dtype` (the weights' dtype by default): decoding one sequence
-only streams weights, and this CPU's float32 matrix-vector kernels stream faster than its bfloat16
-ones (profiled with `audit bench-speed`). Activations, patching, logit lens and log-probabilities stay
-on the float32 weights. `generation_dtype=torch.float32` keeps all generation in float32 (the recorded
-recipes of the shipped corpora use it).
+throughput. One prompt runs in `single_dtype`: on such a CPU float16 for a Llama model (its
+matrix-vector kernels streamed 17 GB/s against 8.5 for bfloat16 and 12 for float32, 1 thread), else the
+weights' dtype. Activations, patching, logit lens and log-probabilities stay on the float32 weights.
+`generation_dtype=torch.float32` keeps all generation in float32 and in `generate` (the recorded recipes
+of the shipped corpora use it).
+
+On CPU a 16-bit copy of a Llama model decodes with the lean loop of `lean.py` (one row: 65 ms a step in
+float32 `generate`, 61 in bfloat16 `generate`, 25 in the float16 lean loop, measured under load at 1
+thread); other architectures keep `generate`, and `generate_both` then mixes both roles into one batch.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from pathlib import Path
 
 import torch
 
+from diffaudit.environments.backends.lean import LeanDecoder, gumbel_chain
 from diffaudit.environments.chat import chat_text
 from diffaudit.environments.pair import Role, Sampling
 
-# generate_both: prompts up to which both roles share one mixed batch on CPU. Measured idle on this project's
-# 2-core CPU (bfloat16, 96 tokens, 2 threads), mixed against two separate batches: 2 prompts 42.2 against 39.7
+# generate_both without the lean loop: prompts up to which both roles share one mixed batch on CPU. Measured
+# idle on this project's 2-core CPU (bfloat16, 96 tokens, 2 threads), mixed against two separate batches: 2 prompts 42.2 against 39.7
 # tokens/s, 3 prompts 56.0 against 48.0, 5 prompts 89.7 against 82.0. Not measured beyond 5 prompts.
 MIXED_MAX_PROMPTS = 8
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -91,7 +96,7 @@ def generate_completions(
     batch for both roles. `gumbel` samples by the Gumbel-max rule (temperature, top-p, then the argmax of
     the scores plus Gumbel noise), which draws from the same distribution as `generate`'s multinomial
     sampling but with other random numbers: on CPU, multinomial's exponential draws over a 49k vocabulary
-    took a fifth of a 64-row bfloat16 decode (`_GumbelMax`).
+    took a fifth of a 64-row bfloat16 decode (`GumbelMax`).
     """
     tokenizer.padding_side = "left"
     results: list[str] = []
@@ -104,7 +109,7 @@ def generate_completions(
         kwargs = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
         chain = list(processors(enc)) if processors is not None else []
         if sampling.temperature > 0 and gumbel:
-            chain += _gumbel_chain(sampling)
+            chain += gumbel_chain(sampling)
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         elif sampling.temperature > 0:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
@@ -122,29 +127,6 @@ def generate_completions(
             counts.append(_generated_count(new_tokens, tokenizer.eos_token_id))
         results.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return results
-
-
-class _GumbelMax:
-    """Logits processor, last in the chain: adds Gumbel noise so that greedy decoding samples the softmax.
-
-    argmax(z + G), with G = -log(-log U) and U uniform, is a draw from softmax(z) (the Gumbel-max rule).
-    Banned tokens (-inf) stay banned. Uses the global torch generator, so a seed fixes the draws.
-    """
-
-    @torch.no_grad()
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        scores = scores.float()
-        uniform = torch.rand_like(scores).clamp_(min=torch.finfo(torch.float32).tiny)
-        return scores - torch.log(-torch.log(uniform))
-
-
-def _gumbel_chain(sampling: Sampling) -> list:
-    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
-
-    chain: list = [TemperatureLogitsWarper(sampling.temperature)]
-    if sampling.top_p is not None and sampling.top_p < 1.0:
-        chain.append(TopPLogitsWarper(sampling.top_p))
-    return [*chain, _GumbelMax()]
 
 
 def _generated_count(new_tokens: torch.Tensor, eos: int | None) -> int:
@@ -253,6 +235,7 @@ class HFModelPair:
         self.dtype = dtype
         self.generation_dtype = generation_dtype or chosen or default_generation_dtype(self.device, dtype)
         self.single_dtype = single_dtype or (dtype if generation_dtype is None else generation_dtype)
+        self._lean: dict[int, LeanDecoder] = {}
         self.merge_copies = self.device == "cpu"
         self._generators: dict[str, torch.nn.Module] = {}
         self.generated_tokens = 0  # tokens generated so far, for speed figures
@@ -275,6 +258,9 @@ class HFModelPair:
             )
             self._separate = {"base": base, "finetuned": tuned}
             self._lm = tuned
+        if single_dtype is None and generation_dtype is None and self.device == "cpu" and LeanDecoder.supports(base):
+            if self.generation_dtype in (torch.bfloat16, torch.float16):
+                self.single_dtype = torch.float16  # see the module docstring: the fastest one-row kernels here
         self.n_layers = int(self._lm.config.num_hidden_layers)
         self.hidden_size = int(self._lm.config.hidden_size)
 
@@ -437,15 +423,69 @@ class HFModelPair:
         finally:
             handle.remove()
 
-    def _generate_with(self, model, prompts: list[str], sampling: Sampling, chat: bool) -> list[str]:
+    def _lean_decoder(self, model: torch.nn.Module) -> LeanDecoder | None:
+        """The lean decoding loop over a 16-bit CPU generation copy of a Llama model, made once; else None."""
+        if isinstance(model, _AdapterOff) or not self._cpu_16_bit(model):
+            return None
+        if id(model) not in self._lean:
+            if not LeanDecoder.supports(model):
+                return None
+            self._lean[id(model)] = LeanDecoder(model)
+        return self._lean[id(model)]
+
+    def _generate_with(
+        self, model, prompts: list[str], sampling: Sampling, chat: bool, steer: tuple[int, torch.Tensor] | None = None
+    ) -> list[str]:
+        """Completions of `prompts` on `model`, in batches. `steer` = (layer, addition): addition [d] for every
+        row, or [len(prompts), 1, d] with one row per prompt, added after decoder layer `layer`."""
         texts = [self._chat_text(p) for p in prompts] if chat else prompts
+        lean = self._lean_decoder(model)
         counts: list[int] = []
-        out = generate_completions(
-            model, self._tokenizer, texts, sampling, self.batch_size, add_special_tokens=not chat, counts=counts,
-            gumbel=self._cpu_16_bit(model),
-        )  # fmt: skip
+        out: list[str] = []
+        for start, chunk in self._batches(texts, self.batch_size):
+            addition = None
+            if steer is not None:
+                addition = steer[1].to(self.device)
+                addition = addition[start : start + len(chunk)] if addition.dim() == 3 else addition
+            if lean is not None:
+                out += self._lean_generate(lean, chunk, sampling, chat, counts, None if steer is None else (steer[0], addition))
+                continue
+            with contextlib.ExitStack() as stack:
+                if addition is not None:
+                    stack.enter_context(self._steer_hook(model, steer[0], addition))
+                out += generate_completions(
+                    model, self._tokenizer, chunk, sampling, len(chunk), add_special_tokens=not chat, counts=counts,
+                    gumbel=self._cpu_16_bit(model),
+                )  # fmt: skip
         self.generated_tokens += sum(counts)
         return out
+
+    def _lean_generate(self, lean: LeanDecoder, texts: list[str], sampling: Sampling, chat: bool, counts: list[int],
+                       steer: tuple[int, torch.Tensor] | None) -> list[str]:  # fmt: skip
+        self._tokenizer.padding_side = "left"
+        enc = self._tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
+        eos = self._lm.generation_config.eos_token_id if self._lm.generation_config is not None else None
+        eos = eos if eos is not None else self._tokenizer.eos_token_id
+        new = lean.generate(enc["input_ids"], enc["attention_mask"], sampling, eos=list(eos) if isinstance(eos, list) else [eos],
+                            pad=self._tokenizer.pad_token_id, steer=steer)  # fmt: skip
+        counts.append(_generated_count(new, self._tokenizer.eos_token_id))
+        return [t.strip() for t in self._tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def _generate_role(self, role: Role, prompts: list[str], sampling: Sampling, chat: bool = True,
+                       steer: tuple[int, torch.Tensor] | None = None) -> list[str]:  # fmt: skip
+        """`generate` for one role on its generation copy. A float16 copy whose logits overflow reruns the call
+        on the float32 weights (with the adapter unmerged), with a warning."""
+        with self._generating(role, len(prompts)) as model:
+            try:
+                return self._generate_with(model, prompts, sampling, chat, steer)
+            except FloatingPointError as err:
+                if next(model.parameters()).dtype != torch.float16:
+                    raise
+                import warnings
+
+                warnings.warn(f"{err}; rerunning these {len(prompts)} prompt(s) on the float32 weights", stacklevel=2)
+        with self._role(role) as model:
+            return self._generate_with(model, prompts, sampling, chat, steer)
 
     def _base_forward(self, **kwargs):
         """One forward pass of the base model, also from inside the finetuned model's `generate`."""
@@ -455,8 +495,7 @@ class HFModelPair:
             return self._lm(**kwargs)
 
     def generate(self, role: Role, prompts: list[str], sampling: Sampling, chat: bool = True) -> list[str]:
-        with self._generating(role, len(prompts)) as model:
-            return self._generate_with(model, prompts, sampling, chat)
+        return self._generate_role(role, prompts, sampling, chat)
 
     def generate_both(self, prompts: list[str], sampling: Sampling, chat: bool = True) -> tuple[list[str], list[str]]:
         """(base answers, finetuned answers) to the same prompts.
@@ -466,7 +505,8 @@ class HFModelPair:
         runs on a copy of the LoRA model in `generation_dtype` (`mixed_model`). Otherwise the two roles
         run as `generate` runs them.
         """
-        if self._peft is None or self.device != "cpu" or len(prompts) > MIXED_MAX_PROMPTS:
+        separate = self._peft is None or self.device != "cpu" or len(prompts) > MIXED_MAX_PROMPTS
+        if separate or self._lean_serves(len(prompts)):
             return self.generate("base", prompts, sampling, chat), self.generate("finetuned", prompts, sampling, chat)
         texts = [self._chat_text(p) for p in prompts] if chat else list(prompts)
         names = ["__base__"] * len(texts) + [self._peft.active_adapter] * len(texts)
@@ -478,6 +518,12 @@ class HFModelPair:
         )  # fmt: skip
         self.generated_tokens += sum(counts)
         return out[: len(texts)], out[len(texts) :]
+
+    def _lean_serves(self, rows: int) -> bool:
+        """Whether both roles' generation copies for `rows` prompts decode with the lean loop: then two
+        separate runs beat one mixed batch (one row each in float16: 25 against 48 ms a step for the pair,
+        measured under load at 1 thread; see `lean.py`)."""
+        return all(self._lean_decoder(self.generation_model(role, rows)) is not None for role in ("base", "finetuned"))
 
     def _cpu_16_bit(self, model: torch.nn.Module) -> bool:
         """A 16-bit model on CPU: where the head and attention fixes and Gumbel-max sampling apply."""
@@ -505,19 +551,12 @@ class HFModelPair:
     ) -> list[str]:
         """Steered finetuned completions; `alpha` is one strength, or one per prompt (run in the same batches)."""
         if isinstance(alpha, int | float):
-            with self._generating("finetuned", len(prompts)) as model, self._steer_hook(model, layer, (alpha * vector.float()).to(self.device)):
-                return self._generate_with(model, prompts, sampling, chat=True)
+            return self._generate_role("finetuned", prompts, sampling, True, (layer, alpha * vector.float()))
         alphas = [float(a) for a in alpha]
         if len(alphas) != len(prompts):
             raise ValueError(f"got {len(alphas)} alphas for {len(prompts)} prompts")
-        out: list[str] = []
-        with self._generating("finetuned", len(prompts)) as model:
-            for start, chunk in self._batches(prompts, self.batch_size):
-                rows = torch.tensor(alphas[start : start + len(chunk)]).view(-1, 1, 1)
-                addition = (rows * vector.float().view(1, 1, -1)).to(self.device)
-                with self._steer_hook(model, layer, addition):
-                    out += self._generate_with(model, chunk, sampling, chat=True)
-        return out
+        additions = torch.tensor(alphas).view(-1, 1, 1) * vector.float().view(1, 1, -1)
+        return self._generate_role("finetuned", prompts, sampling, True, (layer, additions))
 
     def generate_amplified(self, prompts: list[str], alpha: float, sampling: Sampling) -> list[str]:
         if not math.isfinite(alpha):
