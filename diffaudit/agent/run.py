@@ -30,6 +30,7 @@ from diffaudit.limits import SpendMeter, current_ledger, metering
 from diffaudit.locking import held_lock
 from diffaudit.methods.arms import ArmSpec, ResolvedArm, arm_spec, resolve_arm
 from diffaudit.methods.base import MethodTarget, PreparedMethod
+from diffaudit.provenance import code_version
 from diffaudit.tools.adl.result import ADLResult
 from diffaudit.tools.base import ToolContext, render_tool
 
@@ -305,6 +306,7 @@ def _run_in_dir(
             "policy_reason": policy_reason,
             "grader": getattr(grader, "name", type(grader).__name__) if grader is not None else UNGRADED,
             "started_at": datetime.now().isoformat(timespec="seconds"),
+            "code": code_version(),
             "settings": _public_settings(settings),
         }
         write_json(path / CONFIG_FILE, config)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
+import torch
 from agent_fakes import STEERING_PROMPTS, FakeGrader, FakePair, fake_adl
 
 import diffaudit.agent.run as run_module
@@ -68,6 +71,11 @@ def test_run_writes_all_five_files_with_stats_last(tmp_path, organism, settings,
     assert config["agent_kind"] == "adl" and config["budget"] == 5 and config["model"] == "smollm2-135m"
     assert config["policy"] == "scripted" and config["grader"] == "fake/grader"
     assert config["settings"]["budgets"] == {"interactions": 5, "turns": 15}
+    assert config["code"]["torch"] == torch.__version__ and config["code"]["diffaudit"]
+    source = Path(run_module.__file__).parent  # the checkout the imported package comes from
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=source)
+    if head.returncode == 0:  # a source checkout (CI clones one): the run names its commit
+        assert config["code"]["commit"] == head.stdout.strip() and isinstance(config["code"]["dirty"], bool)
     assert (path / "description.txt").read_text().strip() == summary.description
     grade = json.loads((path / "grade.json").read_text())
     assert grade["status"] == "final" and grade["grades"][0]["score"] == 4.0
