@@ -541,8 +541,24 @@ def _run_in_processes(jobs: list[TargetJob], workers: int, done: Callable[[CellR
                         done(result)
                 display.poll_state([job for f, job in futures.items() if f in running])
         except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_workers(pool)
             raise
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C: cancel the targets that have not started and end the worker processes now.
+
+    `shutdown` alone leaves the workers running their targets and then the targets already queued to
+    them, and the interpreter's exit waits for all of that: a Ctrl-C took minutes to stop a bench. Ended now, a running cell is left unfinished
+    and starts again when the bench resumes; completed cells are kept.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # (which forgets the processes)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def _share_cores(threads: int) -> None:

@@ -289,3 +289,24 @@ def test_without_a_terminal_each_finished_cell_prints_a_line(tmp_path):
     assert lines[0].startswith("[1/8] ") and lines[-1].startswith("[8/8] ")
     assert all(": ok" in line and "elapsed" in line for line in lines)
     assert plan.cells[0].label in lines[0]
+
+
+def test_ctrl_c_ends_the_worker_processes_instead_of_waiting_for_their_targets():
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from diffaudit.benchmarks.runner import stop_workers
+
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(time.sleep, 120) for _ in range(4)]  # 2 running, 1 queued to a worker, 1 pending
+        while not any(f.running() for f in futures):
+            time.sleep(0.05)
+        processes = list(pool._processes.values())
+        stop_workers(pool)
+    assert time.perf_counter() - start < 60
+    # shutdown alone leaves the workers running their targets and the one queued to them (seen: the queued
+    # sleep ran), and the interpreter's exit then waits for all of them
+    assert processes and not any(p.is_alive() for p in processes)
+    assert futures[-1].cancelled()
