@@ -186,3 +186,29 @@ def test_inverse_cdf_draws_from_the_softmax_with_temperature_and_top_p():
     assert _pick(logits[:3], None).tolist() == [0, 0, 0]  # greedy
     banned_last = torch.tensor([[0.0, 0.0, float("-inf")]]).repeat(5000, 1)
     assert 2 not in _pick(banned_last, warpers(Sampling(max_new_tokens=1, temperature=1.0))).tolist()
+
+
+def test_float16_prompts_run_their_projections_in_float32_and_stay_close_to_float32(tiny, monkeypatch):
+    import diffaudit.environments.backends.lean as lean_module
+
+    model, tokenizer, texts = tiny
+    enc = _encode(tokenizer, texts)
+    b, t = enc["input_ids"].shape
+    assert b * t >= lean_module.UPCAST_ROWS
+    calls = []
+    real = lean_module._upcast_linear
+    monkeypatch.setattr(lean_module, "_upcast_linear", lambda x, w: calls.append(x.shape) or real(x, w))
+    positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    allowed = torch.ones(t, t, dtype=torch.bool).tril()[None] & enc["attention_mask"].bool()[:, None, :]
+    mask = torch.zeros(b, 1, 1, t, t).masked_fill(~allowed[:, None, None], float("-inf"))
+    mask[..., torch.arange(t), torch.arange(t)] = 0.0
+    logits = {}
+    for dtype in (torch.float32, torch.float16):
+        lean = LeanDecoder(copy.deepcopy(model).to(dtype))
+        logits[dtype] = lean._step(enc["input_ids"], positions, mask, lean._new_cache(b, t), 0, None)
+    assert len(calls) == 4 * model.config.num_hidden_layers  # qkv, out, gate/up and down in every layer
+    assert torch.allclose(logits[torch.float16], logits[torch.float32], atol=0.05), (logits[torch.float16] - logits[torch.float32]).abs().max()
+    one = LeanDecoder(copy.deepcopy(model).to(torch.float16))
+    calls.clear()
+    one._step(enc["input_ids"][:1, -1:], positions[:1, -1:], torch.zeros(1, 1, 1, 1, 1), one._new_cache(1, 1), 0, None)
+    assert calls == []  # one decoding row keeps float16's fast matrix-vector kernels
