@@ -152,6 +152,8 @@ def test_one_row_decodes_in_float16_where_generation_is_16_bit(tiny_model_dir, t
     pair = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu")
     assert pair.single_dtype == torch.float16 and pair.generation_dtype == torch.bfloat16
     assert next(pair.generation_model("finetuned", rows=1).parameters()).dtype == torch.float16
+    named = HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu", dtype="bfloat16")
+    assert named.single_dtype == torch.bfloat16  # a dtype the settings name is kept
     monkeypatch.setattr(hf, "default_generation_dtype", lambda device, dtype: dtype)  # a CPU without 16-bit speed
     assert HFModelPair(str(tiny_model_dir), adapter=str(tiny_adapter_dir), device="cpu").single_dtype == torch.float32
 

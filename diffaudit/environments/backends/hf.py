@@ -258,7 +258,8 @@ class HFModelPair:
             )
             self._separate = {"base": base, "finetuned": tuned}
             self._lm = tuned
-        if single_dtype is None and generation_dtype is None and self.device == "cpu" and LeanDecoder.supports(base):
+        unset = chosen is None and single_dtype is None and generation_dtype is None  # a named dtype is kept
+        if unset and self.device == "cpu" and LeanDecoder.supports(base):
             if self.generation_dtype in (torch.bfloat16, torch.float16):
                 self.single_dtype = torch.float16  # see the module docstring: the fastest one-row kernels here
         self.n_layers = int(self._lm.config.num_hidden_layers)
