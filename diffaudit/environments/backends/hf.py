@@ -259,9 +259,9 @@ class HFModelPair:
             self._separate = {"base": base, "finetuned": tuned}
             self._lm = tuned
         unset = chosen is None and single_dtype is None and generation_dtype is None  # a named dtype is kept
-        if unset and self.device == "cpu" and LeanDecoder.supports(base):
-            if self.generation_dtype in (torch.bfloat16, torch.float16):
-                self.single_dtype = torch.float16  # see the module docstring: the fastest one-row kernels here
+        sixteen = self.generation_dtype in (torch.bfloat16, torch.float16)
+        if unset and sixteen and self.device == "cpu" and LeanDecoder.supports(base):
+            self.single_dtype = torch.float16  # see the module docstring: the fastest one-row kernels here
         self.n_layers = int(self._lm.config.num_hidden_layers)
         self.hidden_size = int(self._lm.config.hidden_size)
 

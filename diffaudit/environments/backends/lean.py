@@ -235,9 +235,8 @@ class LeanDecoder:
 
     def _new_cache(self, rows: int, slots: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer: keys [rows, KV, hd, slots] (transposed) and values [rows, KV, slots, hd]."""
-        shape = (rows, self.kv_heads, self.head_dim, slots)
-        return [(torch.zeros(shape, dtype=self.attn_dtype), torch.zeros(shape, dtype=self.attn_dtype).transpose(-1, -2).contiguous())
-                for _ in self.layers]  # fmt: skip
+        keys, values = (rows, self.kv_heads, self.head_dim, slots), (rows, self.kv_heads, slots, self.head_dim)
+        return [(torch.zeros(keys, dtype=self.attn_dtype), torch.zeros(values, dtype=self.attn_dtype)) for _ in self.layers]
 
     def _finite(self, logits: torch.Tensor) -> torch.Tensor:
         """Checks float16 logits (bfloat16 and float32 share float32's range). One sum per row: a row with an
